@@ -1,0 +1,177 @@
+//! `cargo bench -p isola-engine`: the real-time network vs candle (1 thread) per frame on
+//! the same weights, and `Separator::process` as % of real time at 48 kHz stereo.
+//! Criterion gives the detailed statistics; a summary with the ratio and the % of real
+//! time is printed at the end.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion};
+use isola_engine::candle_core::{Device, Tensor};
+use isola_engine::config::{ModelConfig, StftConfig};
+use isola_engine::model;
+use isola_engine::rt::{RtMaskNet, Separator, SeparatorParams};
+use isola_engine::weights::{Weights, random_weights};
+
+const RATE: f32 = 48_000.0;
+const BLOCKS: [usize; 4] = [64, 128, 256, 1024];
+
+fn weights() -> Weights {
+    let stft = StftConfig::default();
+    random_weights(ModelConfig::light(&stft), stft, 1)
+}
+
+fn frame_input(features: usize) -> Vec<f32> {
+    (0..features).map(|i| 10f32.powf(-4.0 * ((i * 7919) % 1000) as f32 / 1000.0)).collect()
+}
+
+fn music(len: usize) -> Vec<Vec<f32>> {
+    (0..2)
+        .map(|c| {
+            (0..len)
+                .map(|n| {
+                    let t = n as f32 / RATE;
+                    0.3 * (std::f32::consts::TAU * 220.0 * t * (c + 1) as f32).sin()
+                        + 0.1 * ((n * 7919 % 2000) as f32 / 1000.0 - 1.0)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+struct Bench {
+    weights: Weights,
+    rt: RtMaskNet,
+    candle: model::MaskNet,
+    state: model::MaskNetState,
+    input: Vec<f32>,
+    logits: Vec<f32>,
+    tensor_in: Tensor,
+}
+
+impl Bench {
+    fn new() -> Self {
+        let weights = weights();
+        let m = weights.meta.model;
+        let input = frame_input(m.features());
+        let candle = model::load(&weights, &Device::Cpu).unwrap();
+        let state = candle.initial_state(1, &Device::Cpu).unwrap();
+        let tensor_in = Tensor::from_slice(&input, (1, m.channels, m.n_bins), &Device::Cpu).unwrap();
+        Self {
+            rt: RtMaskNet::new(&weights).unwrap(),
+            logits: vec![0.0; m.features()],
+            weights,
+            candle,
+            state,
+            input,
+            tensor_in,
+        }
+    }
+
+    fn rt_step(&mut self) {
+        self.rt.step(black_box(&self.input), &mut self.logits);
+    }
+
+    fn candle_step(&mut self) {
+        // Including the copy of the result back to the host, as the worker must.
+        let y = self.candle.step(black_box(&self.tensor_in), &mut self.state).unwrap();
+        black_box(y.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    }
+}
+
+/// Seconds to process `audio` through a fresh separator in `block`-sample blocks.
+fn separator_seconds(weights: &Weights, audio: &[Vec<f32>], block: usize) -> f64 {
+    let mut sep = Separator::new(RtMaskNet::new(weights).unwrap());
+    sep.prepare(RATE, block, 2).unwrap();
+    let mut buf = audio.to_vec();
+    let (mut v, mut a) = (vec![vec![0.0; block]; 2], vec![vec![0.0; block]; 2]);
+    let params = SeparatorParams::default();
+    let start = Instant::now();
+    let len = buf[0].len();
+    let mut at = 0;
+    while at + block <= len {
+        let (l, r) = buf.split_at_mut(1);
+        let mut main = [&mut l[0][at..at + block], &mut r[0][at..at + block]];
+        let (v0, v1) = v.split_at_mut(1);
+        let (a0, a1) = a.split_at_mut(1);
+        sep.process(
+            &mut main,
+            Some(&mut [&mut v0[0][..], &mut v1[0][..]]),
+            Some(&mut [&mut a0[0][..], &mut a1[0][..]]),
+            &params,
+        );
+        at += block;
+    }
+    start.elapsed().as_secs_f64()
+}
+
+/// Median µs per call of `f` over `rounds` rounds of `iters` calls.
+fn median_us(mut f: impl FnMut(), rounds: usize, iters: usize) -> f64 {
+    let mut samples: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            start.elapsed().as_secs_f64() * 1e6 / iters as f64
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples[rounds / 2]
+}
+
+fn main() {
+    // candle reads this on every matmul: one thread, as the worker configures it.
+    // SAFETY: set before any other thread exists.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+
+    let mut criterion = Criterion::default()
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .configure_from_args();
+    let mut b = Bench::new();
+    {
+        let mut group = criterion.benchmark_group("network_step");
+        group.bench_function("rt", |bch| bch.iter(|| b.rt_step()));
+        group.bench_function("candle_cpu_1_thread", |bch| bch.iter(|| b.candle_step()));
+        group.finish();
+    }
+    let audio = music(RATE as usize * 2);
+    {
+        let mut group = criterion.benchmark_group("separator_48k_stereo_2s");
+        group.sample_size(10);
+        for block in BLOCKS {
+            group.bench_with_input(BenchmarkId::from_parameter(block), &block, |bch, &block| {
+                bch.iter(|| separator_seconds(&b.weights, &audio, block))
+            });
+        }
+        group.finish();
+    }
+    criterion.final_summary();
+
+    // Summary: the numbers the acceptance criteria talk about.
+    let rt_us = median_us(|| b.rt_step(), 15, 400);
+    let candle_us = median_us(|| b.candle_step(), 15, 100);
+    let m = b.weights.meta.model;
+    println!("\n=== isola-engine summary ===");
+    println!(
+        "model: hidden {} x {} GRU layers, {} bins/channel, {} parameters",
+        m.hidden,
+        m.gru_layers,
+        m.n_bins,
+        m.param_count()
+    );
+    println!(
+        "network step  rt: {rt_us:8.1} µs/frame   candle CPU (1 thread): {candle_us:8.1} µs/frame   ratio candle/rt: {:.2}x",
+        candle_us / rt_us
+    );
+    let audio_seconds = audio[0].len() as f64 / RATE as f64;
+    for block in BLOCKS {
+        let mut runs: Vec<f64> = (0..7).map(|_| separator_seconds(&b.weights, &audio, block)).collect();
+        runs.sort_by(f64::total_cmp);
+        println!(
+            "Separator::process 48 kHz stereo, {block:5}-sample blocks: {:.2} % of real time (one core)",
+            runs[3] / audio_seconds * 100.0
+        );
+    }
+}

@@ -1,0 +1,305 @@
+//! STFT and model configuration: the numbers that make a set of weights meaningful.
+//!
+//! Both travel inside every weights file; the loader refuses weights whose tensors do not
+//! match them, and the runtime derives its STFT grid from them.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a configuration was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("sample rate {0} Hz is outside 8000..=384000")]
+    SampleRate(u32),
+    #[error("fft size {0} must be even and within 16..=16384")]
+    FftSize(usize),
+    #[error("hop {hop} must be within 1..=fft_size/2 ({max})")]
+    Hop { hop: usize, max: usize },
+    #[error("window {window:?} with hop {hop} does not overlap-add to a non-zero sum for fft size {fft_size}")]
+    NotInvertible { window: Window, fft_size: usize, hop: usize },
+    #[error("model channels must be 2 (stereo-aware model), got {0}")]
+    Channels(usize),
+    #[error("model expects {model} frequency bins but the STFT gives {stft}")]
+    Bins { model: usize, stft: usize },
+    #[error("hidden size {0} must be within 1..=4096")]
+    Hidden(usize),
+    #[error("gru layers {0} must be within 1..=8")]
+    Layers(usize),
+    #[error("lookahead {0} frames is more than the allowed 16")]
+    Lookahead(usize),
+}
+
+/// Analysis/synthesis window pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Window {
+    /// Periodic sqrt-Hann for analysis and synthesis: their product is a Hann window,
+    /// which overlap-adds to a constant at hops N/2 and N/4.
+    #[default]
+    SqrtHann,
+    /// Periodic Hann for analysis and synthesis (product Hann²; constant at hop N/4,
+    /// per-phase normalised otherwise).
+    Hann,
+}
+
+impl Window {
+    /// The analysis (= synthesis) window of length `n`.
+    pub fn coefficients(self, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let hann = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos();
+                match self {
+                    Window::SqrtHann => hann.sqrt() as f32,
+                    Window::Hann => hann as f32,
+                }
+            })
+            .collect()
+    }
+}
+
+/// How audio becomes frames. Stored with the weights: the model only means something on
+/// the frequency grid and frame rate it was trained on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StftConfig {
+    /// Rate the model was trained at (Hz).
+    pub sample_rate: u32,
+    /// Frame length in samples at `sample_rate`.
+    pub fft_size: usize,
+    /// Samples between frames at `sample_rate`.
+    pub hop: usize,
+    pub window: Window,
+}
+
+impl Default for StftConfig {
+    fn default() -> Self {
+        Self { sample_rate: 44_100, fft_size: 1024, hop: 256, window: Window::SqrtHann }
+    }
+}
+
+impl StftConfig {
+    /// Number of non-negative frequency bins, `fft_size / 2 + 1`.
+    pub fn n_bins(&self) -> usize {
+        self.fft_size / 2 + 1
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(8_000..=384_000).contains(&self.sample_rate) {
+            return Err(ConfigError::SampleRate(self.sample_rate));
+        }
+        if self.fft_size % 2 != 0 || !(16..=16_384).contains(&self.fft_size) {
+            return Err(ConfigError::FftSize(self.fft_size));
+        }
+        let max = self.fft_size / 2;
+        if self.hop == 0 || self.hop > max {
+            return Err(ConfigError::Hop { hop: self.hop, max });
+        }
+        if overlap_add_sum(self.window, self.fft_size, self.hop).iter().any(|&s| s < 1e-3) {
+            return Err(ConfigError::NotInvertible { window: self.window, fft_size: self.fft_size, hop: self.hop });
+        }
+        Ok(())
+    }
+
+    /// The runtime grid for audio at `rate` Hz: frames as long in seconds as the model's and
+    /// bins as wide in Hz, to within 2 % (0.5 % at 48 and 96 kHz). The FFT size is the nearest size with only
+    /// the prime factors 2, 3, 5, 7 (fast in rustfft) that keeps `hop / fft_size` exact, so
+    /// the network sees what it saw in training at every rate (e.g. 1024/256 at 44.1 kHz →
+    /// 1120/280 at 48 kHz, 2240/560 at 96 kHz).
+    pub fn for_rate(&self, rate: f64) -> StftConfig {
+        let target = self.fft_size as f64 * rate / self.sample_rate as f64;
+        // Smallest FFT-size step that keeps the hop an integer, and keeps sizes even.
+        let step = {
+            let q = self.fft_size / gcd(self.fft_size, self.hop);
+            if q % 2 == 0 { q } else { 2 * q }
+        };
+        let smooth = |mut n: usize| {
+            for p in [2, 3, 5, 7] {
+                while n % p == 0 {
+                    n /= p;
+                }
+            }
+            n == 1
+        };
+        let base = ((target / step as f64).round() as usize).max(1);
+        let fft_size = (0..)
+            .flat_map(|d| [base + d, base.saturating_sub(d)])
+            .map(|k| k.max(1) * step)
+            .find(|&n| smooth(n) && n >= 16)
+            .unwrap_or(self.fft_size);
+        StftConfig {
+            sample_rate: rate.round() as u32,
+            fft_size,
+            // `step · hop / fft_size` is an integer by construction of `step`.
+            hop: fft_size / step * (step * self.hop / self.fft_size),
+            window: self.window,
+        }
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// Sum of analysis·synthesis window products at each of the `hop` phases. Dividing by it
+/// makes overlap-add resynthesis exact for any window/hop pair where it is non-zero.
+pub fn overlap_add_sum(window: Window, fft_size: usize, hop: usize) -> Vec<f32> {
+    let w = window.coefficients(fft_size);
+    (0..hop)
+        .map(|phase| (phase..fft_size).step_by(hop).map(|i| (w[i] as f64) * (w[i] as f64)).sum::<f64>() as f32)
+        .collect()
+}
+
+/// The mask network's shape. See `model.rs` for the architecture and tensor names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Input/output channels of the network (2: the model sees and masks L and R).
+    pub channels: usize,
+    /// Frequency bins per channel (= `StftConfig::n_bins`).
+    pub n_bins: usize,
+    /// Width of the bottleneck and of every GRU layer.
+    pub hidden: usize,
+    /// Stacked unidirectional GRU layers.
+    pub gru_layers: usize,
+    /// Future frames the network may see: the mask for frame t is produced after frame
+    /// t + lookahead arrives, adding `lookahead * hop` samples of latency.
+    pub lookahead: usize,
+}
+
+impl ModelConfig {
+    /// The default in-thread model: 3 GRU layers of 128, about 0.6 M parameters at fft 1024.
+    pub fn light(stft: &StftConfig) -> Self {
+        Self { channels: 2, n_bins: stft.n_bins(), hidden: 128, gru_layers: 3, lookahead: 0 }
+    }
+
+    /// Input (and output) features: `channels * n_bins`.
+    pub fn features(&self) -> usize {
+        self.channels * self.n_bins
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.channels != 2 {
+            return Err(ConfigError::Channels(self.channels));
+        }
+        if !(1..=4096).contains(&self.hidden) {
+            return Err(ConfigError::Hidden(self.hidden));
+        }
+        if !(1..=8).contains(&self.gru_layers) {
+            return Err(ConfigError::Layers(self.gru_layers));
+        }
+        if self.lookahead > 16 {
+            return Err(ConfigError::Lookahead(self.lookahead));
+        }
+        Ok(())
+    }
+
+    /// Checks that this model fits frames of `stft`.
+    pub fn validate_with(&self, stft: &StftConfig) -> Result<(), ConfigError> {
+        stft.validate()?;
+        self.validate()?;
+        if self.n_bins != stft.n_bins() {
+            return Err(ConfigError::Bins { model: self.n_bins, stft: stft.n_bins() });
+        }
+        Ok(())
+    }
+
+    /// Every tensor of the weights contract with its shape, in a stable order.
+    /// Both the candle model (`vb.pp(..)` paths) and the real-time port use these names.
+    pub fn tensor_specs(&self) -> Vec<(String, Vec<usize>)> {
+        let (f, h) = (self.features(), self.hidden);
+        let mut specs = vec![
+            ("input_mean".to_string(), vec![f]),
+            ("input_scale".to_string(), vec![f]),
+            ("fc1.weight".to_string(), vec![h, f]),
+            ("fc1.bias".to_string(), vec![h]),
+        ];
+        for l in 0..self.gru_layers {
+            specs.push((format!("gru.{l}.weight_ih"), vec![3 * h, h]));
+            specs.push((format!("gru.{l}.weight_hh"), vec![3 * h, h]));
+            specs.push((format!("gru.{l}.bias_ih"), vec![3 * h]));
+            specs.push((format!("gru.{l}.bias_hh"), vec![3 * h]));
+        }
+        specs.extend([
+            ("fc2.weight".to_string(), vec![h, 2 * h]),
+            ("fc2.bias".to_string(), vec![h]),
+            ("fc3.weight".to_string(), vec![f, h]),
+            ("fc3.bias".to_string(), vec![f]),
+        ]);
+        specs
+    }
+
+    pub fn param_count(&self) -> usize {
+        self.tensor_specs().iter().map(|(_, s)| s.iter().product::<usize>()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_configs_validate() {
+        let stft = StftConfig::default();
+        stft.validate().unwrap();
+        let model = ModelConfig::light(&stft);
+        model.validate_with(&stft).unwrap();
+        assert!(model.param_count() <= 1_000_000, "{} params", model.param_count());
+    }
+
+    #[test]
+    fn bad_configs_are_typed_errors() {
+        let ok = StftConfig::default();
+        assert_eq!(StftConfig { fft_size: 1023, ..ok }.validate(), Err(ConfigError::FftSize(1023)));
+        assert_eq!(StftConfig { hop: 0, ..ok }.validate(), Err(ConfigError::Hop { hop: 0, max: 512 }));
+        assert_eq!(StftConfig { hop: 513, ..ok }.validate(), Err(ConfigError::Hop { hop: 513, max: 512 }));
+        assert_eq!(StftConfig { sample_rate: 10, ..ok }.validate(), Err(ConfigError::SampleRate(10)));
+        let model = ModelConfig::light(&ok);
+        assert_eq!(
+            ModelConfig { n_bins: 100, ..model }.validate_with(&ok),
+            Err(ConfigError::Bins { model: 100, stft: 513 })
+        );
+        assert_eq!(ModelConfig { channels: 1, ..model }.validate(), Err(ConfigError::Channels(1)));
+        assert_eq!(ModelConfig { gru_layers: 0, ..model }.validate(), Err(ConfigError::Layers(0)));
+    }
+
+    #[test]
+    fn config_round_trips_through_json() {
+        let stft = StftConfig { window: Window::Hann, ..StftConfig::default() };
+        let json = serde_json::to_string(&stft).unwrap();
+        assert_eq!(serde_json::from_str::<StftConfig>(&json).unwrap(), stft);
+        let model = ModelConfig { lookahead: 2, ..ModelConfig::light(&stft) };
+        let json = serde_json::to_string(&model).unwrap();
+        assert_eq!(serde_json::from_str::<ModelConfig>(&json).unwrap(), model);
+    }
+
+    #[test]
+    fn runtime_grids_keep_frame_duration() {
+        let model = StftConfig::default();
+        let grid = |rate: f64| {
+            let g = model.for_rate(rate);
+            g.validate().unwrap();
+            (g.fft_size, g.hop)
+        };
+        assert_eq!(grid(44_100.0), (1024, 256));
+        assert_eq!(grid(88_200.0), (2048, 512));
+        assert_eq!(grid(48_000.0), (1120, 280));
+        assert_eq!(grid(96_000.0), (2240, 560));
+        for rate in [22_050.0, 32_000.0, 44_100.0, 48_000.0, 88_200.0, 96_000.0, 176_400.0, 192_000.0] {
+            let g = model.for_rate(rate);
+            let seconds = g.fft_size as f64 / rate;
+            let trained = 1024.0 / 44_100.0;
+            assert!((seconds / trained - 1.0).abs() < 0.02, "{rate}: {g:?}");
+            assert_eq!(g.fft_size, 4 * g.hop);
+        }
+    }
+
+    #[test]
+    fn sqrt_hann_overlap_adds_to_constant_at_quarter_and_half_hops() {
+        for n in [512, 1024, 2048] {
+            for hop in [n / 4, n / 2] {
+                let sums = overlap_add_sum(Window::SqrtHann, n, hop);
+                let expected = n as f32 / hop as f32 / 2.0;
+                for s in sums {
+                    assert!((s - expected).abs() < 1e-4, "n={n} hop={hop} sum={s}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Errors raised while building or preparing the engine (never while processing).
+
+use crate::config::ConfigError;
+use crate::weights::WeightsError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error("unsupported channel count {0}: Isola processes mono or stereo")]
+    Channels(usize),
+    #[error("unsupported sample rate {0} Hz")]
+    SampleRate(f32),
+}

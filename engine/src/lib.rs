@@ -1,0 +1,24 @@
+//! Isola's engine: the one place where the STFT, the mask network and the weights format
+//! live. The plugin and the trainer both build on it, so evaluation measures exactly what
+//! the plugin plays.
+//!
+//! - [`config`]: STFT and model configuration (serialised into every weights file).
+//! - [`weights`]: the `.safetensors` weights contract and its validating loader.
+//! - [`model`]: the mask network in candle (training, worker thread; never the audio thread).
+//! - [`rt`]: audio-thread code: streaming STFT, allocation-free network port, [`rt::Separator`].
+
+pub mod config;
+pub mod error;
+pub mod features;
+pub mod model;
+pub mod rt;
+pub mod weights;
+
+pub use config::{ConfigError, ModelConfig, StftConfig, Window};
+pub use error::EngineError;
+pub use rt::{OutputMode, RtMaskNet, Separator, SeparatorParams};
+pub use weights::{Provenance, Weights, WeightsError};
+
+/// Re-exported so dependants use the engine's candle versions.
+pub use candle_core;
+pub use candle_nn;

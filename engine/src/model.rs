@@ -1,0 +1,194 @@
+//! The mask network in candle: for training, and for the off-audio-thread worker.
+//! Never call this on the audio thread (candle allocates on every op); the real-time port
+//! is [`crate::rt::RtMaskNet`], which loads the same weights.
+//!
+//! Architecture (per frame, `F = channels · n_bins`, `H = hidden`):
+//! ```text
+//! mag [B, T, C, n_bins] ─ln(·+eps)─ (x − input_mean) · input_scale ─ fc1 ─ tanh ─► a [B, T, H]
+//! a ─ GRU 0 ─ … ─ GRU L−1 ─► g [B, T, H]              (unidirectional: causal)
+//! [a, g] [B, T, 2H] ─ fc2 ─ relu ─ fc3 ─► logits [B, T, C, n_bins]      mask = sigmoid(logits)
+//! ```
+//! With `lookahead = D`, output frame `t` is the mask for input frame `t − D`.
+//! Tensor names (the weights contract) are [`ModelConfig::tensor_specs`].
+
+use std::collections::HashMap;
+
+use candle_core::{D, DType, Device, IndexOp, Result, Tensor};
+use candle_nn::{Init, Linear, Module, VarBuilder, VarMap};
+
+use crate::config::{ModelConfig, StftConfig};
+use crate::features::MAG_EPS;
+use crate::weights::{self, Provenance, Weights, WeightsError};
+
+/// One unidirectional GRU layer with PyTorch's gate order (r, z, n).
+#[derive(Debug, Clone)]
+pub struct Gru {
+    w_ih_t: Tensor,
+    w_hh_t: Tensor,
+    b_ih: Tensor,
+    b_hh: Tensor,
+    hidden: usize,
+}
+
+impl Gru {
+    pub fn new(input: usize, hidden: usize, vb: VarBuilder) -> Result<Self> {
+        let bound = 1.0 / (hidden as f64).sqrt();
+        let init = Init::Uniform { lo: -bound, up: bound };
+        let w_ih = vb.get_with_hints((3 * hidden, input), "weight_ih", init)?;
+        let w_hh = vb.get_with_hints((3 * hidden, hidden), "weight_hh", init)?;
+        let b_ih = vb.get_with_hints(3 * hidden, "bias_ih", init)?;
+        let b_hh = vb.get_with_hints(3 * hidden, "bias_hh", init)?;
+        Ok(Self { w_ih_t: w_ih.t()?, w_hh_t: w_hh.t()?, b_ih, b_hh, hidden })
+    }
+
+    /// Input projections for a whole sequence at once: `x [B, T, in]` → `[B, T, 3H]`.
+    fn project_inputs(&self, x: &Tensor) -> Result<Tensor> {
+        x.broadcast_matmul(&self.w_ih_t)?.broadcast_add(&self.b_ih)
+    }
+
+    /// One recurrence: `gi [B, 3H]` (projected input), `h [B, H]` → new `h [B, H]`.
+    fn cell(&self, gi: &Tensor, h: &Tensor) -> Result<Tensor> {
+        let hs = self.hidden;
+        let gh = h.matmul(&self.w_hh_t)?.broadcast_add(&self.b_hh)?;
+        let r = candle_nn::ops::sigmoid(&(gi.narrow(1, 0, hs)? + gh.narrow(1, 0, hs)?)?)?;
+        let z = candle_nn::ops::sigmoid(&(gi.narrow(1, hs, hs)? + gh.narrow(1, hs, hs)?)?)?;
+        let n = (gi.narrow(1, 2 * hs, hs)? + (r * gh.narrow(1, 2 * hs, hs)?)?)?.tanh()?;
+        // (1 − z)·n + z·h  ==  n + z·(h − n)
+        &n + (z * (h - &n)?)?
+    }
+
+    /// `x [B, T, in]`, optional initial state `[B, H]` → outputs `[B, T, H]`.
+    pub fn forward_seq(&self, x: &Tensor, h0: Option<&Tensor>) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let gi = self.project_inputs(x)?;
+        let mut h = match h0 {
+            Some(h) => h.clone(),
+            None => Tensor::zeros((b, self.hidden), x.dtype(), x.device())?,
+        };
+        let mut outs = Vec::with_capacity(t);
+        for step in 0..t {
+            h = self.cell(&gi.i((.., step, ..))?, &h)?;
+            outs.push(h.clone());
+        }
+        Tensor::stack(&outs, 1)
+    }
+}
+
+/// The causal mask network (see module docs).
+#[derive(Debug, Clone)]
+pub struct MaskNet {
+    config: ModelConfig,
+    input_mean: Tensor,
+    input_scale: Tensor,
+    fc1: Linear,
+    grus: Vec<Gru>,
+    fc2: Linear,
+    fc3: Linear,
+}
+
+/// Recurrent state for frame-by-frame stepping: one `[B, H]` tensor per GRU layer.
+pub type MaskNetState = Vec<Tensor>;
+
+impl MaskNet {
+    pub fn new(config: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        let (f, h) = (config.features(), config.hidden);
+        let input_mean = vb.get_with_hints(f, "input_mean", Init::Const(-7.0))?;
+        let input_scale = vb.get_with_hints(f, "input_scale", Init::Const(1.0))?;
+        let fc1 = candle_nn::linear(f, h, vb.pp("fc1"))?;
+        let grus = (0..config.gru_layers).map(|l| Gru::new(h, h, vb.pp("gru").pp(l))).collect::<Result<Vec<_>>>()?;
+        let fc2 = candle_nn::linear(2 * h, h, vb.pp("fc2"))?;
+        let fc3 = candle_nn::linear(h, f, vb.pp("fc3"))?;
+        Ok(Self { config: *config, input_mean, input_scale, fc1, grus, fc2, fc3 })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// `mag [B, T, C, n_bins]` → `[B, T, F]` normalised log features.
+    fn features(&self, mag: &Tensor) -> Result<Tensor> {
+        let (b, t, c, n) = mag.dims4()?;
+        let x = (mag + MAG_EPS as f64)?.log()?.reshape((b, t, c * n))?;
+        x.broadcast_sub(&self.input_mean)?.broadcast_mul(&self.input_scale)
+    }
+
+    fn head(&self, a: &Tensor, g: &Tensor) -> Result<Tensor> {
+        let cat = Tensor::cat(&[a, g], D::Minus1)?;
+        self.fc3.forward(&self.fc2.forward(&cat)?.relu()?)
+    }
+
+    /// Whole sequences, for training: `mag [B, T, C, n_bins]` (linear STFT magnitudes) →
+    /// mask logits `[B, T, C, n_bins]`.
+    pub fn forward_seq(&self, mag: &Tensor) -> Result<Tensor> {
+        let (b, t, c, n) = mag.dims4()?;
+        let a = self.fc1.forward(&self.features(mag)?)?.tanh()?;
+        let mut g = a.clone();
+        for gru in &self.grus {
+            g = gru.forward_seq(&g, None)?;
+        }
+        self.head(&a, &g)?.reshape((b, t, c, n))
+    }
+
+    /// Fresh (zero) recurrent state for `batch` streams.
+    pub fn initial_state(&self, batch: usize, device: &Device) -> Result<MaskNetState> {
+        self.grus.iter().map(|_| Tensor::zeros((batch, self.config.hidden), DType::F32, device)).collect()
+    }
+
+    /// One frame, for streaming inference off the audio thread: `mag [B, C, n_bins]` →
+    /// logits `[B, C, n_bins]`, advancing `state`.
+    pub fn step(&self, mag: &Tensor, state: &mut MaskNetState) -> Result<Tensor> {
+        let (b, c, n) = mag.dims3()?;
+        let x = self.features(&mag.unsqueeze(1)?)?.squeeze(1)?;
+        let a = self.fc1.forward(&x)?.tanh()?;
+        let mut input = a.clone();
+        for (gru, h) in self.grus.iter().zip(state.iter_mut()) {
+            *h = gru.cell(&gru.project_inputs(&input.unsqueeze(1)?)?.squeeze(1)?, h)?;
+            input = h.clone();
+        }
+        self.head(&a, &input)?.reshape((b, c, n))
+    }
+}
+
+/// A `VarBuilder` over loaded weights, to build a [`MaskNet`] that computes exactly what
+/// the real-time port computes.
+pub fn var_builder(weights: &Weights, device: &Device) -> Result<VarBuilder<'static>> {
+    let tensors = weights
+        .tensors()
+        .iter()
+        .map(|(name, t)| Ok((name.clone(), Tensor::from_slice(&t.data, t.shape.as_slice(), device)?)))
+        .collect::<Result<HashMap<_, _>>>()?;
+    Ok(VarBuilder::from_tensors(tensors, DType::F32, device))
+}
+
+/// Loads weights into a candle [`MaskNet`] on `device`.
+pub fn load(weights: &Weights, device: &Device) -> Result<MaskNet> {
+    MaskNet::new(&weights.meta.model, var_builder(weights, device)?)
+}
+
+/// Snapshots trained variables into validated [`Weights`] (checked against the contract).
+pub fn weights_from_varmap(
+    varmap: &VarMap,
+    model: ModelConfig,
+    stft: StftConfig,
+    provenance: Provenance,
+) -> std::result::Result<Weights, ModelExportError> {
+    let data = varmap.data().lock().map_err(|_| ModelExportError::Poisoned)?;
+    let mut tensors = HashMap::new();
+    for (name, var) in data.iter() {
+        let t = var.as_tensor();
+        let shape = t.dims().to_vec();
+        let flat = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        tensors.insert(name.clone(), weights::Tensor { shape, data: flat });
+    }
+    Ok(Weights::new(model, stft, provenance, tensors)?)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelExportError {
+    #[error("candle: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error("variable map lock poisoned")]
+    Poisoned,
+}

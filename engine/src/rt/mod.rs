@@ -1,0 +1,12 @@
+//! Audio-thread code. After `prepare()`, nothing here allocates, locks, does IO, logs or
+//! panics; each public function says which thread owns it.
+
+pub mod grid;
+pub mod math;
+pub mod net;
+pub mod separator;
+pub mod stft;
+
+pub use net::RtMaskNet;
+pub use separator::{MAX_STRENGTH, OutputMode, Separator, SeparatorParams};
+pub use stft::StreamingStft;

@@ -1,0 +1,178 @@
+//! The mask network, hand-ported for the audio thread: same weights and arithmetic as
+//! [`crate::model::MaskNet`], stepped one frame at a time with preallocated state.
+//!
+//! Per frame, with `F = channels * n_bins` and `H = hidden`:
+//! ```text
+//! z      = (ln(|X| + eps) - input_mean) * input_scale      [F]
+//! a      = tanh(fc1 · z)                                   [H]
+//! h_l    = GRU_l(h_{l-1}, state_l),  h_0 = a               [H] per layer
+//! b      = relu(fc2 · [a, h_L])                            [H]
+//! logits = fc3 · b                                         [F]   mask = sigmoid(logits)
+//! ```
+
+use crate::config::{ModelConfig, StftConfig};
+use crate::error::EngineError;
+use crate::features::MAG_EPS;
+use crate::rt::math::{self, Kernels, flush_tiny, matvec_body};
+use crate::weights::{Provenance, Weights};
+
+struct GruLayer {
+    w_ih: Vec<f32>,
+    w_hh: Vec<f32>,
+    b_ih: Vec<f32>,
+    b_hh: Vec<f32>,
+    state: Vec<f32>,
+}
+
+/// Allocation-free GRU mask network. Built off the audio thread, stepped on it.
+pub struct RtMaskNet {
+    model: ModelConfig,
+    stft: StftConfig,
+    provenance: Provenance,
+    kernels: Kernels,
+    input_mean: Vec<f32>,
+    input_scale: Vec<f32>,
+    fc1_w: Vec<f32>,
+    fc1_b: Vec<f32>,
+    layers: Vec<GruLayer>,
+    fc2_w: Vec<f32>,
+    fc2_b: Vec<f32>,
+    fc3_w: Vec<f32>,
+    fc3_b: Vec<f32>,
+    // Scratch, sized once here so `step` never allocates.
+    z: Vec<f32>,
+    a_cat: Vec<f32>,
+    gi: Vec<f32>,
+    gh: Vec<f32>,
+    b: Vec<f32>,
+}
+
+impl RtMaskNet {
+    /// Copies validated weights into the network's own buffers. Any thread but the audio
+    /// thread (allocates).
+    pub fn new(weights: &Weights) -> Result<Self, EngineError> {
+        let model = weights.meta.model;
+        model.validate_with(&weights.meta.stft)?;
+        let t = |name: &str| weights.tensor(name).data.clone();
+        let h = model.hidden;
+        let layers = (0..model.gru_layers)
+            .map(|l| GruLayer {
+                w_ih: t(&format!("gru.{l}.weight_ih")),
+                w_hh: t(&format!("gru.{l}.weight_hh")),
+                b_ih: t(&format!("gru.{l}.bias_ih")),
+                b_hh: t(&format!("gru.{l}.bias_hh")),
+                state: vec![0.0; h],
+            })
+            .collect();
+        Ok(Self {
+            model,
+            stft: weights.meta.stft,
+            provenance: weights.meta.provenance.clone(),
+            kernels: Kernels::detect(),
+            input_mean: t("input_mean"),
+            input_scale: t("input_scale"),
+            fc1_w: t("fc1.weight"),
+            fc1_b: t("fc1.bias"),
+            layers,
+            fc2_w: t("fc2.weight"),
+            fc2_b: t("fc2.bias"),
+            fc3_w: t("fc3.weight"),
+            fc3_b: t("fc3.bias"),
+            z: vec![0.0; model.features()],
+            a_cat: vec![0.0; 2 * h],
+            gi: vec![0.0; 3 * h],
+            gh: vec![0.0; 3 * h],
+            b: vec![0.0; h],
+        })
+    }
+
+    pub fn model_config(&self) -> &ModelConfig {
+        &self.model
+    }
+
+    pub fn stft_config(&self) -> &StftConfig {
+        &self.stft
+    }
+
+    pub fn provenance(&self) -> &Provenance {
+        &self.provenance
+    }
+
+    /// Forces the portable kernels (tests compare kernel sets). Any thread.
+    pub fn set_kernels(&mut self, kernels: Kernels) {
+        self.kernels = kernels;
+    }
+
+    /// Clears the recurrent state. Audio thread; no allocation.
+    pub fn reset(&mut self) {
+        for layer in &mut self.layers {
+            layer.state.fill(0.0);
+        }
+    }
+
+    /// One frame: `mags` are linear magnitudes `[channels * n_bins]` (channel-major), `logits`
+    /// receives mask logits in the same layout. Returns false (and resets the state, with
+    /// zero logits = a neutral 0.5 mask) if anything became non-finite.
+    /// Audio thread; no allocation.
+    pub fn step(&mut self, mags: &[f32], logits: &mut [f32]) -> bool {
+        match self.kernels {
+            Kernels::Portable => self.step_body::<false>(mags, logits),
+            // SAFETY: `Kernels::Avx2Fma` is only produced after detecting AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2Fma => unsafe { self.step_avx2(mags, logits) },
+        }
+    }
+
+    /// The whole frame compiled for AVX2+FMA: the element-wise nonlinearities vectorise
+    /// 8-wide too, not only the matrix products.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn step_avx2(&mut self, mags: &[f32], logits: &mut [f32]) -> bool {
+        self.step_body::<true>(mags, logits)
+    }
+
+    #[inline(always)]
+    fn step_body<const FMA: bool>(&mut self, mags: &[f32], logits: &mut [f32]) -> bool {
+        let h = self.model.hidden;
+        for (((z, &m), &mean), &scale) in self.z.iter_mut().zip(mags).zip(&self.input_mean).zip(&self.input_scale) {
+            // Same as `features::log_magnitude`, with the vectorisable log.
+            *z = (math::ln(m + MAG_EPS) - mean) * scale;
+        }
+        let (a, top) = self.a_cat.split_at_mut(h);
+        matvec_body::<FMA>(&self.fc1_w, &self.z, &self.fc1_b, a);
+        a.iter_mut().for_each(|v| *v = math::tanh(*v));
+
+        // Layer input: `a` for the first layer, the previous layer's state after that; the
+        // final layer's state is copied into `top` for the skip concatenation.
+        let mut input: &[f32] = a;
+        for layer in &mut self.layers {
+            matvec_body::<FMA>(&layer.w_ih, input, &layer.b_ih, &mut self.gi);
+            matvec_body::<FMA>(&layer.w_hh, &layer.state, &layer.b_hh, &mut self.gh);
+            let (gi_rz, gi_n) = self.gi.split_at_mut(2 * h);
+            let (gh_rz, gh_n) = self.gh.split_at(2 * h);
+            // Reset and update gates side by side: r = gi[..h], u = gi[h..2h].
+            for (g, &x) in gi_rz.iter_mut().zip(gh_rz) {
+                *g = math::sigmoid(*g + x);
+            }
+            let (r, u) = gi_rz.split_at(h);
+            for (((s, &r), &u), (&xn, &hn)) in layer.state.iter_mut().zip(r).zip(u).zip(gi_n.iter().zip(gh_n)) {
+                let n = math::tanh(xn + r * hn);
+                *s = flush_tiny(n + u * (*s - n));
+            }
+            input = &layer.state;
+        }
+        top.copy_from_slice(input);
+
+        matvec_body::<FMA>(&self.fc2_w, &self.a_cat, &self.fc2_b, &mut self.b);
+        self.b.iter_mut().for_each(|v| *v = v.max(0.0));
+        matvec_body::<FMA>(&self.fc3_w, &self.b, &self.fc3_b, logits);
+
+        let finite =
+            logits.iter().all(|v| v.is_finite()) && self.layers.iter().all(|l| l.state.iter().all(|v| v.is_finite()));
+        if !finite {
+            self.reset();
+            logits.fill(0.0);
+        }
+        finite
+    }
+}

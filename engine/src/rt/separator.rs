@@ -1,0 +1,423 @@
+//! The streaming separator the plugin and the trainer's eval/separate both run:
+//! STFT → mask network → masked spectrum → overlap-add, plus the latency-aligned dry path
+//! and the user's blend.
+//!
+//! Vocals `V` come from masking; accompaniment is `A = D − V` with `D` the input delayed by
+//! the latency. Masking with `1 − m` gives the same `A` (resynthesis is linear and exact),
+//! but this way `V + A = D` holds to the last bit and one inverse FFT per channel is saved.
+
+use realfft::num_complex::Complex32;
+
+use crate::error::EngineError;
+use crate::rt::grid::BinMap;
+use crate::rt::math::sigmoid;
+
+use crate::rt::net::RtMaskNet;
+use crate::rt::stft::StreamingStft;
+
+/// What the main output carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputMode {
+    /// Vocals only (scaled by `vocal_gain`).
+    Vocals,
+    /// Accompaniment only (scaled by `accompaniment_gain`): a karaoke version.
+    Accompaniment,
+    /// Both stems, each at its own gain.
+    #[default]
+    Balance,
+}
+
+/// User controls, read once per `process` call and smoothed inside (about 10 ms), so
+/// block-rate changes never click.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SeparatorParams {
+    pub output: OutputMode,
+    /// Linear gain of the vocals in the main output.
+    pub vocal_gain: f32,
+    /// Linear gain of the accompaniment in the main output.
+    pub accompaniment_gain: f32,
+    /// Mask sharpness: the mask is `sigmoid(strength · logit)`. 1 is the trained mask, above
+    /// 1 pushes bins towards 0/1 (less bleed, more artifacts), below 1 softens; 0 gives 0.5.
+    pub strength: f32,
+    /// 0 = dry (latency-aligned input), 1 = fully processed.
+    pub mix: f32,
+    /// Latency-compensated bypass: the main output becomes the delayed input.
+    pub bypass: bool,
+}
+
+impl Default for SeparatorParams {
+    fn default() -> Self {
+        Self {
+            output: OutputMode::Balance,
+            vocal_gain: 1.0,
+            accompaniment_gain: 1.0,
+            strength: 1.0,
+            mix: 1.0,
+            bypass: false,
+        }
+    }
+}
+
+pub const MAX_STRENGTH: f32 = 4.0;
+const SMOOTHING_SECONDS: f32 = 0.010;
+/// Input samples beyond ±1000 (+60 dBFS) are garbage from upstream; clamping keeps the
+/// FFT far from overflow.
+const INPUT_LIMIT: f32 = 1000.0;
+
+/// One-pole parameter smoother.
+#[derive(Debug, Clone, Copy)]
+struct Smoothed {
+    value: f32,
+    coef: f32,
+}
+
+impl Smoothed {
+    #[inline]
+    fn next(&mut self, target: f32) -> f32 {
+        self.value += (target - self.value) * self.coef;
+        if (target - self.value).abs() < 1e-6 {
+            self.value = target;
+        }
+        self.value
+    }
+}
+
+/// Everything that depends on the sample rate and channel count; built in `prepare`.
+struct Prepared {
+    sample_rate: f32,
+    channels: usize,
+    stft: StreamingStft,
+    masks: MaskStage,
+    latency: usize,
+    /// Per channel: ring delaying the dry input by `latency` samples.
+    delay: Vec<Vec<f32>>,
+    delay_pos: usize,
+    input: Vec<Vec<f32>>,
+    vocals: Vec<Vec<f32>>,
+    gains: [Smoothed; 4],
+}
+
+/// Frame-rate work: magnitudes onto the model grid, one network step, masks back.
+struct MaskStage {
+    model_bins: usize,
+    to_model: BinMap,
+    to_runtime: BinMap,
+    lookahead: usize,
+    runtime_mags: Vec<f32>,
+    model_mags: Vec<f32>,
+    logits: Vec<f32>,
+    model_mask: Vec<f32>,
+    /// Per channel: the last frame's vocal mask on the runtime grid.
+    runtime_masks: Vec<Vec<f32>>,
+    /// `lookahead + 1` past spectra per channel, so the mask computed now is applied to the
+    /// frame it belongs to.
+    history: Vec<Vec<Vec<Complex32>>>,
+    frame: usize,
+    reset_pending: bool,
+}
+
+/// Streaming vocal separator. Construct and `prepare` off the audio thread; `process`,
+/// `reset`, `queue_model` and `take_retired_model` run on it without allocating.
+pub struct Separator {
+    net: Box<RtMaskNet>,
+    pending: Option<Box<RtMaskNet>>,
+    retired: Option<Box<RtMaskNet>>,
+    prepared: Option<Prepared>,
+    recoveries: u64,
+}
+
+impl Separator {
+    /// Any thread but the audio thread.
+    pub fn new(net: RtMaskNet) -> Self {
+        Self { net: Box::new(net), pending: None, retired: None, prepared: None, recoveries: 0 }
+    }
+
+    pub fn net(&self) -> &RtMaskNet {
+        &self.net
+    }
+
+    /// Sizes every buffer for `sample_rate` and `channels` (1 or 2). The only method that
+    /// allocates; blocks of any length are accepted afterwards (they are processed in
+    /// hop-sized chunks), `max_block` only documents the host's promise.
+    /// Any thread but the audio thread.
+    pub fn prepare(&mut self, sample_rate: f32, max_block: usize, channels: usize) -> Result<(), EngineError> {
+        let _ = max_block;
+        if !(1..=2).contains(&channels) {
+            return Err(EngineError::Channels(channels));
+        }
+        if !(sample_rate.is_finite() && (8_000.0..=768_000.0).contains(&sample_rate)) {
+            return Err(EngineError::SampleRate(sample_rate));
+        }
+        let model_stft = *self.net.stft_config();
+        let model = *self.net.model_config();
+        let runtime = model_stft.for_rate(sample_rate as f64);
+        runtime.validate()?;
+        let stft = StreamingStft::new(&runtime, channels);
+        let (rt_bins, model_bins) = (stft.n_bins(), model.n_bins);
+        let rt_hz = sample_rate as f64 / runtime.fft_size as f64;
+        let model_hz = model_stft.sample_rate as f64 / model_stft.fft_size as f64;
+        let latency = stft.latency_samples() + model.lookahead * runtime.hop;
+        let coef = 1.0 - (-1.0 / (SMOOTHING_SECONDS * sample_rate)).exp();
+        let masks = MaskStage {
+            model_bins,
+            to_model: BinMap::new(rt_bins, rt_hz, model_bins, model_hz, false),
+            to_runtime: BinMap::new(model_bins, model_hz, rt_bins, rt_hz, true),
+            lookahead: model.lookahead,
+            runtime_mags: vec![0.0; rt_bins],
+            model_mags: vec![0.0; model.features()],
+            logits: vec![0.0; model.features()],
+            model_mask: vec![0.0; model.features()],
+            runtime_masks: vec![vec![0.0; rt_bins]; channels],
+            history: vec![vec![vec![Complex32::new(0.0, 0.0); rt_bins]; channels]; model.lookahead + 1],
+            frame: 0,
+            reset_pending: false,
+        };
+        self.prepared = Some(Prepared {
+            sample_rate,
+            channels,
+            masks,
+            latency,
+            delay: vec![vec![0.0; latency]; channels],
+            delay_pos: 0,
+            input: vec![vec![0.0; runtime.hop]; channels],
+            vocals: vec![vec![0.0; runtime.hop]; channels],
+            gains: [Smoothed { value: 0.0, coef }; 4],
+            stft,
+        });
+        self.reset();
+        Ok(())
+    }
+
+    /// Exact delay of every output relative to the input, in samples (0 before `prepare`).
+    /// Any thread.
+    pub fn latency_samples(&self) -> usize {
+        self.prepared.as_ref().map_or(0, |p| p.latency)
+    }
+
+    /// The runtime STFT's hop in samples (0 before `prepare`). Any thread.
+    pub fn hop(&self) -> usize {
+        self.prepared.as_ref().map_or(0, |p| p.stft.hop())
+    }
+
+    /// The vocal mask (0..1) of the last frame for `channel`, one value per runtime bin
+    /// (empty before `prepare`). Audio thread (it owns the separator); no allocation.
+    pub fn last_mask(&self, channel: usize) -> &[f32] {
+        self.prepared.as_ref().and_then(|p| p.masks.runtime_masks.get(channel)).map_or(&[], |m| m.as_slice())
+    }
+
+    /// Width of one runtime bin in Hz (0 before `prepare`). Any thread.
+    pub fn bin_hz(&self) -> f32 {
+        self.prepared.as_ref().map_or(0.0, |p| p.sample_rate / p.stft.fft_size() as f32)
+    }
+
+    /// Times the network was reset after non-finite input or state. Any thread.
+    pub fn recoveries(&self) -> u64 {
+        self.recoveries
+    }
+
+    /// Silence, no history, parameters at their neutral values. Audio thread; no allocation.
+    pub fn reset(&mut self) {
+        self.net.reset();
+        if let Some(p) = &mut self.prepared {
+            p.stft.reset();
+            for d in &mut p.delay {
+                d.fill(0.0);
+            }
+            p.delay_pos = 0;
+            let neutral = SeparatorParams::default();
+            p.gains[0].value = neutral.vocal_gain;
+            p.gains[1].value = neutral.accompaniment_gain;
+            p.gains[2].value = neutral.mix;
+            p.gains[3].value = 1.0;
+            for h in p.masks.history.iter_mut().flatten() {
+                h.fill(Complex32::new(0.0, 0.0));
+            }
+            p.masks.frame = 0;
+            p.masks.reset_pending = false;
+        }
+    }
+
+    /// Whether `net` can replace the running network without re-preparing (same STFT grid
+    /// and lookahead, hence same latency). Any thread.
+    pub fn accepts(&self, net: &RtMaskNet) -> bool {
+        net.stft_config() == self.net.stft_config()
+            && net.model_config().n_bins == self.net.model_config().n_bins
+            && net.model_config().lookahead == self.net.model_config().lookahead
+    }
+
+    /// Stages `net` to take over at the next frame boundary (its recurrent state starts
+    /// from zero; overlap-add crossfades the change over one frame, so it does not click).
+    /// Gives the net back if it does not fit or a swap is already in flight.
+    /// Audio thread; no allocation.
+    pub fn queue_model(&mut self, net: Box<RtMaskNet>) -> Result<(), Box<RtMaskNet>> {
+        if !self.accepts(&net) || self.pending.is_some() || self.retired.is_some() {
+            return Err(net);
+        }
+        self.pending = Some(net);
+        Ok(())
+    }
+
+    /// The network replaced by the last swap, to be dropped on a non-audio thread.
+    /// Audio thread; no allocation.
+    pub fn take_retired_model(&mut self) -> Option<Box<RtMaskNet>> {
+        self.retired.take()
+    }
+
+    /// Separates one block in place. `main` holds the input on entry and the blended
+    /// output on exit; `vocals`/`accompaniment`, when given, receive the raw stem estimates
+    /// (same latency). Slices must all have the same length; extra aux channels copy the
+    /// last input channel. Non-finite input is replaced by silence and resets the network.
+    /// Audio thread; never allocates, locks or panics.
+    pub fn process(
+        &mut self,
+        main: &mut [&mut [f32]],
+        mut vocals: Option<&mut [&mut [f32]]>,
+        mut accompaniment: Option<&mut [&mut [f32]]>,
+        params: &SeparatorParams,
+    ) {
+        let Some(p) = &mut self.prepared else {
+            // Not prepared: pass the input through; stems are silent.
+            vocals.into_iter().flatten().for_each(|c| c.fill(0.0));
+            accompaniment.into_iter().flatten().for_each(|c| c.fill(0.0));
+            return;
+        };
+        let channels = p.channels.min(main.len());
+        if channels == 0 {
+            return;
+        }
+        let len = main[..channels].iter().map(|c| c.len()).min().unwrap_or(0);
+        let strength = if params.strength.is_finite() { params.strength.clamp(0.0, MAX_STRENGTH) } else { 1.0 };
+        let (target_v, target_a) = match params.output {
+            OutputMode::Vocals => (params.vocal_gain, 0.0),
+            OutputMode::Accompaniment => (0.0, params.accompaniment_gain),
+            OutputMode::Balance => (params.vocal_gain, params.accompaniment_gain),
+        };
+        let finite_or = |v: f32, d: f32| if v.is_finite() { v } else { d };
+        let targets = [
+            finite_or(target_v, 1.0).clamp(0.0, 16.0),
+            finite_or(target_a, 1.0).clamp(0.0, 16.0),
+            finite_or(params.mix, 1.0).clamp(0.0, 1.0),
+            if params.bypass { 0.0 } else { 1.0 },
+        ];
+
+        let hop = p.stft.hop();
+        let mut done = 0;
+        while done < len {
+            let m = (len - done).min(hop);
+            let mut bad_input = false;
+            for c in 0..p.channels {
+                let src = &main[c.min(channels - 1)][done..done + m];
+                for (dst, &x) in p.input[c][..m].iter_mut().zip(src) {
+                    *dst = if !x.is_finite() {
+                        bad_input = true;
+                        0.0
+                    } else if x.abs() < 1e-30 {
+                        0.0
+                    } else {
+                        x.clamp(-INPUT_LIMIT, INPUT_LIMIT)
+                    };
+                }
+            }
+            p.masks.reset_pending |= bad_input;
+
+            let (in0, in1) = p.input.split_at(1);
+            let inputs: [&[f32]; 2] = [&in0[0][..m], in1.first().map_or(&[][..], |c| &c[..m])];
+            let (v0, v1) = p.vocals.split_at_mut(1);
+            let mut outs: [&mut [f32]; 2] = [&mut v0[0][..m], v1.first_mut().map_or(&mut [][..], |c| &mut c[..m])];
+            let (net, pending, retired, recoveries, masks) =
+                (&mut self.net, &mut self.pending, &mut self.retired, &mut self.recoveries, &mut p.masks);
+            p.stft.process(&inputs[..p.channels], &mut outs[..p.channels], |spectra| {
+                if let Some(mut next) = pending.take() {
+                    next.reset();
+                    *retired = Some(std::mem::replace(net, next));
+                }
+                if !masks.apply(spectra, net, strength) {
+                    *recoveries += 1;
+                }
+            });
+
+            let latency = p.latency;
+            for i in 0..m {
+                let [gv, ga, mix, wet] = [
+                    p.gains[0].next(targets[0]),
+                    p.gains[1].next(targets[1]),
+                    p.gains[2].next(targets[2]),
+                    p.gains[3].next(targets[3]),
+                ];
+                let pos = p.delay_pos;
+                for c in 0..p.channels {
+                    let dry = std::mem::replace(&mut p.delay[c][pos], p.input[c][i]);
+                    let v = p.vocals[c][i];
+                    let a = dry - v;
+                    let wet_out = mix * (gv * v + ga * a) + (1.0 - mix) * dry;
+                    p.input[c][i] = a; // reuse: accompaniment for the aux pass below
+                    if c < channels {
+                        main[c][done + i] = wet * wet_out + (1.0 - wet) * dry;
+                    }
+                }
+                p.delay_pos = if pos + 1 == latency { 0 } else { pos + 1 };
+            }
+            copy_stem(vocals.as_deref_mut(), &p.vocals, done, m);
+            copy_stem(accompaniment.as_deref_mut(), &p.input, done, m);
+            done += m;
+        }
+    }
+}
+
+/// Writes `m` samples of a stem into an aux bus at `at`; aux channels beyond the engine's
+/// repeat its last channel. Audio thread.
+fn copy_stem(stems: Option<&mut [&mut [f32]]>, src: &[Vec<f32>], at: usize, m: usize) {
+    for (k, out) in stems.into_iter().flatten().enumerate() {
+        if let Some(out) = out.get_mut(at..at + m) {
+            out.copy_from_slice(&src[k.min(src.len() - 1)][..m]);
+        }
+    }
+}
+
+impl MaskStage {
+    /// Replaces each channel's spectrum with its masked vocals spectrum. Returns false if the
+    /// network had to be reset. Audio thread; no allocation.
+    fn apply(&mut self, spectra: &mut [Vec<Complex32>], net: &mut RtMaskNet, strength: f32) -> bool {
+        let mb = self.model_bins;
+        let channels = spectra.len();
+        // The model always sees two channels; mono feeds the same magnitudes to both.
+        for mc in 0..2 {
+            let spectrum = &spectra[mc.min(channels - 1)];
+            for (m, x) in self.runtime_mags.iter_mut().zip(spectrum.iter()) {
+                *m = x.norm();
+            }
+            self.to_model.apply(&self.runtime_mags, &mut self.model_mags[mc * mb..(mc + 1) * mb]);
+        }
+        let mut healthy = true;
+        if self.reset_pending {
+            net.reset();
+            self.reset_pending = false;
+            healthy = false;
+        }
+        healthy &= net.step(&self.model_mags, &mut self.logits);
+
+        if channels == 1 {
+            let (l, r) = self.logits.split_at(mb);
+            for ((m, a), b) in self.model_mask[..mb].iter_mut().zip(l).zip(r) {
+                *m = sigmoid(strength * 0.5 * (a + b));
+            }
+        } else {
+            for (m, z) in self.model_mask.iter_mut().zip(&self.logits) {
+                *m = sigmoid(strength * z);
+            }
+        }
+
+        let slot = self.frame % (self.lookahead + 1);
+        let target = (self.frame + 1) % (self.lookahead + 1); // oldest = `lookahead` frames ago
+        self.frame = self.frame.wrapping_add(1);
+        for (c, spectrum) in spectra.iter_mut().enumerate() {
+            self.history[slot][c].copy_from_slice(spectrum);
+            let mask = &mut self.runtime_masks[c];
+            self.to_runtime.apply(&self.model_mask[c * mb..(c + 1) * mb], mask);
+            for ((out, x), m) in spectrum.iter_mut().zip(&self.history[target][c]).zip(mask.iter()) {
+                *out = *x * *m;
+            }
+        }
+        healthy
+    }
+}

@@ -1,0 +1,200 @@
+//! Streaming STFT with overlap-add resynthesis, for any block size.
+//!
+//! Input is collected hop by hop into a frame buffer; when a hop is complete the last
+//! `fft_size` samples are windowed and transformed, the caller edits the spectra, and the
+//! inverse transform is overlap-added. The first `hop` samples of the accumulator are then
+//! final and go into an output FIFO. Reading the FIFO one sample per input sample, after
+//! the frame that completes on that sample, gives a latency of exactly `fft_size - 1`:
+//! the oldest sample of a frame leaves at the moment its newest sample arrives.
+//!
+//! Spectra are normalised by the analysis window's sum, so a sinusoid's magnitude does not
+//! depend on the FFT size (a full-scale sine reads about 0.5).
+
+use std::sync::Arc;
+
+use realfft::num_complex::Complex32;
+use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+
+use crate::config::{StftConfig, overlap_add_sum};
+use crate::rt::math::flush_tiny;
+
+/// Multichannel streaming STFT. Built off the audio thread; `process`/`reset` run on it.
+pub struct StreamingStft {
+    fft_size: usize,
+    hop: usize,
+    channels: usize,
+    window: Vec<f32>,
+    /// Per in-frame position: synthesis window / (overlap-add sum · inverse-FFT scale).
+    synthesis_gain: Vec<f32>,
+    forward_gain: f32,
+    fft: Arc<dyn RealToComplex<f32>>,
+    ifft: Arc<dyn ComplexToReal<f32>>,
+    /// Per channel: the last `fft_size` input samples (newest at the end).
+    frames: Vec<Vec<f32>>,
+    /// Per channel: overlap-add accumulator of length `fft_size`.
+    accumulators: Vec<Vec<f32>>,
+    /// Per channel: ring of finished output samples, capacity `2 * hop`.
+    fifos: Vec<Vec<f32>>,
+    fifo_read: usize,
+    fifo_len: usize,
+    /// Samples of the current hop collected so far.
+    fill: usize,
+    spectra: Vec<Vec<Complex32>>,
+    time_scratch: Vec<f32>,
+    fft_scratch: Vec<Complex32>,
+}
+
+impl StreamingStft {
+    /// `config` must be valid (see [`StftConfig::validate`]). Any thread but the audio
+    /// thread: every buffer is sized here so that `process` never allocates.
+    pub fn new(config: &StftConfig, channels: usize) -> Self {
+        let (n, hop) = (config.fft_size, config.hop);
+        let mut planner = RealFftPlanner::<f32>::new();
+        let fft = planner.plan_fft_forward(n);
+        let ifft = planner.plan_fft_inverse(n);
+        let window = config.window.coefficients(n);
+        let window_sum: f32 = window.iter().sum();
+        let ola = overlap_add_sum(config.window, n, hop);
+        // Forward scaled by 1/Σw; realfft's inverse is unnormalised (×n): undo both.
+        let synthesis_gain = (0..n).map(|i| window[i] * window_sum / n as f32 / ola[i % hop]).collect();
+        let scratch_len = fft.get_scratch_len().max(ifft.get_scratch_len());
+        let mut stft = Self {
+            fft_size: n,
+            hop,
+            channels,
+            window,
+            synthesis_gain,
+            forward_gain: 1.0 / window_sum,
+            fft,
+            ifft,
+            frames: vec![vec![0.0; n]; channels],
+            accumulators: vec![vec![0.0; n]; channels],
+            fifos: vec![vec![0.0; 2 * hop]; channels],
+            fifo_read: 0,
+            fifo_len: 0,
+            fill: 0,
+            spectra: vec![vec![Complex32::new(0.0, 0.0); n / 2 + 1]; channels],
+            time_scratch: vec![0.0; n],
+            fft_scratch: vec![Complex32::new(0.0, 0.0); scratch_len],
+        };
+        stft.reset();
+        stft
+    }
+
+    /// Exact input→output delay of the resynthesis, in samples.
+    pub fn latency_samples(&self) -> usize {
+        self.fft_size - 1
+    }
+
+    pub fn fft_size(&self) -> usize {
+        self.fft_size
+    }
+
+    pub fn hop(&self) -> usize {
+        self.hop
+    }
+
+    pub fn n_bins(&self) -> usize {
+        self.fft_size / 2 + 1
+    }
+
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// Samples still needed before the next frame is analysed.
+    pub fn samples_to_next_frame(&self) -> usize {
+        self.hop - self.fill
+    }
+
+    /// Back to silence: no input history, nothing pending. Audio thread; no allocation.
+    pub fn reset(&mut self) {
+        for c in 0..self.channels {
+            self.frames[c].fill(0.0);
+            self.accumulators[c].fill(0.0);
+            self.fifos[c].fill(0.0);
+        }
+        self.fill = 0;
+        self.fifo_read = 0;
+        // Zeros standing in for output before the first frame: see the module docs.
+        self.fifo_len = self.hop - 1;
+    }
+
+    /// Streams `input` (one slice per channel, equal lengths) into `output` (same shape),
+    /// calling `on_frame` with every channel's spectrum (`n_bins` each) once per hop; what
+    /// it leaves in the spectra is resynthesised. Any length, any sequence of lengths.
+    /// Audio thread; no allocation.
+    pub fn process<F>(&mut self, input: &[&[f32]], output: &mut [&mut [f32]], mut on_frame: F)
+    where
+        F: FnMut(&mut [Vec<Complex32>]),
+    {
+        let len = input.first().map_or(0, |c| c.len());
+        let mut done = 0;
+        while done < len {
+            let m = (len - done).min(self.hop - self.fill);
+            for c in 0..self.channels {
+                let at = self.fft_size - self.hop + self.fill;
+                self.frames[c][at..at + m].copy_from_slice(&input[c][done..done + m]);
+            }
+            self.fill += m;
+            if self.fill == self.hop {
+                self.analyse();
+                on_frame(&mut self.spectra);
+                self.synthesise();
+                self.fill = 0;
+            }
+            self.pop(output, done, m);
+            done += m;
+        }
+    }
+
+    fn analyse(&mut self) {
+        for c in 0..self.channels {
+            for ((t, x), w) in self.time_scratch.iter_mut().zip(&self.frames[c]).zip(&self.window) {
+                *t = x * w;
+            }
+            // Lengths are fixed at construction, so this cannot fail; ignoring the Result
+            // keeps the audio thread panic-free regardless.
+            let _ = self.fft.process_with_scratch(&mut self.time_scratch, &mut self.spectra[c], &mut self.fft_scratch);
+            for v in self.spectra[c].iter_mut() {
+                *v = Complex32::new(flush_tiny(v.re * self.forward_gain), flush_tiny(v.im * self.forward_gain));
+            }
+            self.frames[c].copy_within(self.hop.., 0);
+        }
+    }
+
+    fn synthesise(&mut self) {
+        let (n, hop) = (self.fft_size, self.hop);
+        let write = (self.fifo_read + self.fifo_len) % (2 * hop);
+        for c in 0..self.channels {
+            let spectrum = &mut self.spectra[c];
+            // A real signal's DC and Nyquist bins are real; the inverse FFT insists.
+            spectrum[0].im = 0.0;
+            spectrum[n / 2].im = 0.0;
+            let _ = self.ifft.process_with_scratch(spectrum, &mut self.time_scratch, &mut self.fft_scratch);
+            let acc = &mut self.accumulators[c];
+            for ((a, t), g) in acc.iter_mut().zip(&self.time_scratch).zip(&self.synthesis_gain) {
+                *a += t * g;
+            }
+            let fifo = &mut self.fifos[c];
+            for (i, &v) in acc[..hop].iter().enumerate() {
+                fifo[(write + i) % (2 * hop)] = v;
+            }
+            acc.copy_within(hop.., 0);
+            acc[n - hop..].fill(0.0);
+        }
+        self.fifo_len += hop;
+    }
+
+    fn pop(&mut self, output: &mut [&mut [f32]], at: usize, m: usize) {
+        let cap = 2 * self.hop;
+        for c in 0..self.channels {
+            let fifo = &self.fifos[c];
+            for (i, o) in output[c][at..at + m].iter_mut().enumerate() {
+                *o = fifo[(self.fifo_read + i) % cap];
+            }
+        }
+        self.fifo_read = (self.fifo_read + m) % cap;
+        self.fifo_len -= m;
+    }
+}

@@ -1,0 +1,101 @@
+//! The real-time port computes what the candle model computes, frame by frame.
+
+mod common;
+
+use isola_engine::candle_core::{Device, Tensor};
+use isola_engine::config::{ModelConfig, StftConfig};
+use isola_engine::model;
+use isola_engine::rt::RtMaskNet;
+use isola_engine::rt::math::Kernels;
+use isola_engine::weights::random_weights;
+
+const FRAMES: usize = 240;
+
+/// Log-uniform magnitudes between -100 dB and 0 dB, like real spectra.
+fn random_mags(frames: usize, features: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..frames * features)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let u = (s >> 40) as f32 / (1u64 << 24) as f32;
+            10f32.powf(-5.0 * u)
+        })
+        .collect()
+}
+
+/// Largest element-wise |a − b| / max(|b|, 1e-2): relative error, with a floor so that
+/// logits crossing zero are judged by their absolute error.
+fn max_relative_error(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs() / y.abs().max(1e-2)).fold(0.0, f32::max)
+}
+
+fn candle_logits(weights: &isola_engine::Weights, mags: &[f32], frames: usize) -> Vec<f32> {
+    let m = weights.meta.model;
+    let net = model::load(weights, &Device::Cpu).unwrap();
+    let x = Tensor::from_slice(mags, (1, frames, m.channels, m.n_bins), &Device::Cpu).unwrap();
+    net.forward_seq(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+fn rt_logits(weights: &isola_engine::Weights, mags: &[f32], frames: usize, kernels: Kernels) -> Vec<f32> {
+    let f = weights.meta.model.features();
+    let mut net = RtMaskNet::new(weights).unwrap();
+    net.set_kernels(kernels);
+    let mut out = vec![0.0; frames * f];
+    for t in 0..frames {
+        assert!(net.step(&mags[t * f..(t + 1) * f], &mut out[t * f..(t + 1) * f]));
+    }
+    out
+}
+
+#[test]
+fn rt_matches_candle_for_200_plus_frames() {
+    for (seed, model) in [
+        (3, ModelConfig::light(&StftConfig::default())),
+        (4, ModelConfig { hidden: 64, gru_layers: 2, lookahead: 2, ..ModelConfig::light(&StftConfig::default()) }),
+    ] {
+        let weights = random_weights(model, StftConfig::default(), seed);
+        let mags = random_mags(FRAMES, model.features(), seed);
+        let reference = candle_logits(&weights, &mags, FRAMES);
+        for kernels in [Kernels::Portable, Kernels::detect()] {
+            let rt = rt_logits(&weights, &mags, FRAMES, kernels);
+            let err = max_relative_error(&rt, &reference);
+            println!("hidden {} layers {} {kernels:?}: max relative error {err:e}", model.hidden, model.gru_layers);
+            assert!(err <= 1e-4, "{kernels:?}: max relative error {err}");
+            // The comparison is meaningful: outputs vary and are far from trivially equal.
+            let spread = reference.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert!(spread > 0.05, "logits are all near zero ({spread})");
+        }
+    }
+}
+
+#[test]
+fn parity_check_detects_a_perturbed_weight() {
+    let weights = common::default_random_weights(5);
+    let model = weights.meta.model;
+    let mut tensors = weights.tensors().clone();
+    tensors.get_mut("gru.2.weight_hh").unwrap().data[17] += 0.05;
+    let perturbed = isola_engine::Weights::new(model, weights.meta.stft, Default::default(), tensors).unwrap();
+    let mags = random_mags(FRAMES, model.features(), 9);
+    let reference = candle_logits(&weights, &mags, FRAMES);
+    let rt = rt_logits(&perturbed, &mags, FRAMES, Kernels::detect());
+    assert!(max_relative_error(&rt, &reference) > 1e-4);
+}
+
+#[test]
+fn candle_step_matches_candle_sequence() {
+    let weights = common::default_random_weights(6);
+    let m = weights.meta.model;
+    let net = model::load(&weights, &Device::Cpu).unwrap();
+    let frames = 32;
+    let mags = random_mags(frames, m.features(), 2);
+    let reference = candle_logits(&weights, &mags, frames);
+    let mut state = net.initial_state(1, &Device::Cpu).unwrap();
+    let f = m.features();
+    for t in 0..frames {
+        let x = Tensor::from_slice(&mags[t * f..(t + 1) * f], (1, m.channels, m.n_bins), &Device::Cpu).unwrap();
+        let y = net.step(&x, &mut state).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(max_relative_error(&y, &reference[t * f..(t + 1) * f]) <= 1e-4, "frame {t}");
+    }
+}

@@ -1,0 +1,113 @@
+//! With a unity mask the streaming STFT returns its input delayed by exactly
+//! `latency_samples()`, whatever the block sizes.
+
+use isola_engine::config::{StftConfig, Window};
+use isola_engine::rt::StreamingStft;
+use proptest::prelude::*;
+
+/// Streams `signal` through in blocks cycling over `blocks`; returns the output.
+fn stream(stft: &mut StreamingStft, signal: &[Vec<f32>], blocks: &[usize]) -> Vec<Vec<f32>> {
+    let channels = signal.len();
+    let len = signal[0].len();
+    let mut out = vec![vec![0.0; len]; channels];
+    let mut at = 0;
+    let mut k = 0;
+    while at < len {
+        let n = blocks[k % blocks.len()].min(len - at);
+        k += 1;
+        let ins: Vec<&[f32]> = signal.iter().map(|c| &c[at..at + n]).collect();
+        let mut outs: Vec<&mut [f32]> = out.iter_mut().map(|c| &mut c[at..at + n]).collect();
+        stft.process(&ins, &mut outs, |_| {});
+        at += n;
+    }
+    out
+}
+
+fn max_delay_error(input: &[Vec<f32>], output: &[Vec<f32>], latency: usize) -> f32 {
+    let mut err = 0.0f32;
+    for (i, o) in input.iter().zip(output) {
+        for n in 0..o.len() {
+            let expected = if n >= latency { i[n - latency] } else { 0.0 };
+            err = err.max((o[n] - expected).abs());
+        }
+    }
+    err
+}
+
+fn noise(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn unity_mask_is_a_pure_delay(
+        fft_pow in 9usize..=11,
+        half_hop in any::<bool>(),
+        stereo in any::<bool>(),
+        window in prop_oneof![Just(Window::SqrtHann), Just(Window::Hann)],
+        blocks in prop::collection::vec(1usize..=9000, 1..12),
+        seed in any::<u64>(),
+    ) {
+        let fft_size = 1 << fft_pow;
+        let hop = if half_hop { fft_size / 2 } else { fft_size / 4 };
+        let config = StftConfig { sample_rate: 48_000, fft_size, hop, window };
+        config.validate().unwrap();
+        let channels = if stereo { 2 } else { 1 };
+        let mut stft = StreamingStft::new(&config, channels);
+        prop_assert_eq!(stft.latency_samples(), fft_size - 1);
+        let len = 3 * fft_size + 5000;
+        let signal: Vec<Vec<f32>> = (0..channels).map(|c| noise(len, seed.wrapping_add(c as u64))).collect();
+        let out = stream(&mut stft, &signal, &blocks);
+        let err = max_delay_error(&signal, &out, stft.latency_samples());
+        prop_assert!(err <= 1e-5, "max abs error {} (fft {}, hop {}, blocks {:?})", err, fft_size, hop, blocks);
+    }
+}
+
+#[test]
+fn off_by_one_latency_would_be_caught() {
+    let config = StftConfig::default();
+    let mut stft = StreamingStft::new(&config, 1);
+    let signal = vec![noise(8192, 7)];
+    let out = stream(&mut stft, &signal, &[1, 100, 4096]);
+    let latency = stft.latency_samples();
+    assert!(max_delay_error(&signal, &out, latency) <= 1e-5);
+    assert!(max_delay_error(&signal, &out, latency + 1) > 0.1);
+    assert!(max_delay_error(&signal, &out, latency - 1) > 0.1);
+}
+
+#[test]
+fn frames_arrive_once_per_hop_for_any_block_sizes() {
+    let config = StftConfig::default();
+    let mut stft = StreamingStft::new(&config, 2);
+    let mut frames = 0;
+    let len = 100_000;
+    let zeros = vec![0.0f32; 8192];
+    let mut out = vec![vec![0.0f32; 8192]; 2];
+    let mut at = 0;
+    for n in [1usize, 7, 255, 256, 257, 4096, 8192].iter().cycle() {
+        let n = (*n).min(len - at);
+        let ins = [&zeros[..n], &zeros[..n]];
+        let (a, b) = out.split_at_mut(1);
+        let mut outs = [&mut a[0][..n], &mut b[0][..n]];
+        stft.process(&ins, &mut outs, |spectra| {
+            assert_eq!(spectra.len(), 2);
+            assert_eq!(spectra[0].len(), 513);
+            frames += 1;
+        });
+        at += n;
+        if at == len {
+            break;
+        }
+    }
+    assert_eq!(frames, len / config.hop);
+}
