@@ -12,6 +12,7 @@ use isola_engine::config::{ModelConfig, StftConfig};
 use isola_engine::model;
 use isola_engine::rt::{RtMaskNet, Separator, SeparatorParams};
 use isola_engine::weights::{Weights, random_weights};
+use isola_engine::worker::{Worker, WorkerConfig};
 
 const RATE: f32 = 48_000.0;
 const BLOCKS: [usize; 4] = [64, 128, 256, 1024];
@@ -120,6 +121,50 @@ fn median_us(mut f: impl FnMut(), rounds: usize, iters: usize) -> f64 {
     samples[rounds / 2]
 }
 
+/// Worker model throughput (frames/s, candle CPU 1 thread): frame by frame, and in batches
+/// of 4 as the worker does when it catches up.
+fn worker_throughput(heavy: &Weights) -> (f64, f64) {
+    let m = heavy.meta.model;
+    let net = model::load(heavy, &Device::Cpu).unwrap();
+    let input = frame_input(m.features());
+    let one = Tensor::from_slice(&input, (1, m.channels, m.n_bins), &Device::Cpu).unwrap();
+    let four: Vec<f32> = input.iter().copied().cycle().take(4 * input.len()).collect();
+    let four = Tensor::from_slice(&four, (1, 4, m.channels, m.n_bins), &Device::Cpu).unwrap();
+    let mut state = net.initial_state(1, &Device::Cpu).unwrap();
+    let step_us = median_us(|| drop(black_box(net.step(&one, &mut state).unwrap().to_vec3::<f32>().unwrap())), 9, 40);
+    let batch_us =
+        median_us(|| drop(black_box(net.forward_stateful(&four, &mut state).unwrap().flatten_all().unwrap())), 9, 10);
+    (1e6 / step_us, 4e6 / batch_us)
+}
+
+/// Streams `seconds` of audio at real-time pace (48 kHz stereo, 256-sample blocks) with the
+/// worker attached; returns (hits, misses).
+fn worker_miss_rate(light: &Weights, heavy: &Weights, seconds: f64, budget_hops: usize) -> (u64, u64) {
+    let (worker, link) = Worker::spawn(heavy, WorkerConfig { budget_hops, threads: 1, ..Default::default() }).unwrap();
+    let mut sep = Separator::new(RtMaskNet::new(light).unwrap());
+    sep.set_worker(Some(link)).unwrap();
+    sep.prepare(RATE, 256, 2).unwrap();
+    let block = 256;
+    let audio = music(block * 64);
+    let mut buf = audio.clone();
+    let params = SeparatorParams::default();
+    let start = Instant::now();
+    let blocks = (seconds * RATE as f64 / block as f64) as usize;
+    for k in 0..blocks {
+        let at = (k % 64) * block;
+        let (l, r) = buf.split_at_mut(1);
+        sep.process(&mut [&mut l[0][at..at + block], &mut r[0][at..at + block]], None, None, &params);
+        // Keep real-time pace: block k is due at k·block/RATE seconds.
+        let due = Duration::from_secs_f64((k + 1) as f64 * block as f64 / RATE as f64);
+        if let Some(wait) = due.checked_sub(start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    let stats = sep.worker_stats();
+    drop(worker);
+    (stats.hits, stats.misses)
+}
+
 fn main() {
     // candle reads this on every matmul: one thread, as the worker configures it.
     // SAFETY: set before any other thread exists.
@@ -165,6 +210,23 @@ fn main() {
         "network step  rt: {rt_us:8.1} µs/frame   candle CPU (1 thread): {candle_us:8.1} µs/frame   ratio candle/rt: {:.2}x",
         candle_us / rt_us
     );
+    let stft = StftConfig::default();
+    let heavy = random_weights(ModelConfig::worker(&stft), stft, 2);
+    let (step_fps, batch_fps) = worker_throughput(&heavy);
+    println!(
+        "worker model (hidden {}, {} parameters), candle CPU 1 thread: {step_fps:.0} frames/s one by one, {batch_fps:.0} frames/s in batches of 4 (real time at 48 kHz needs {:.0})",
+        heavy.meta.model.hidden,
+        heavy.meta.model.param_count(),
+        RATE / 280.0
+    );
+    for budget in [1, 2, 4] {
+        let (hits, misses) = worker_miss_rate(&b.weights, &heavy, 10.0, budget);
+        println!(
+            "worker at real-time pace, 48 kHz stereo, budget {budget} hop(s): {:.2} % of frames missed the deadline ({misses} of {})",
+            100.0 * misses as f64 / (hits + misses).max(1) as f64,
+            hits + misses
+        );
+    }
     let audio_seconds = audio[0].len() as f64 / RATE as f64;
     for block in BLOCKS {
         let mut runs: Vec<f64> = (0..7).map(|_| separator_seconds(&b.weights, &audio, block)).collect();

@@ -169,6 +169,12 @@ impl ModelConfig {
         Self { channels: 2, n_bins: stft.n_bins(), hidden: 128, gru_layers: 3, lookahead: 0 }
     }
 
+    /// The default worker model: same grid and lookahead, 3 GRU layers of 256 (about 1.8 M
+    /// parameters at fft 1024). Runs off the audio thread only.
+    pub fn worker(stft: &StftConfig) -> Self {
+        Self { hidden: 256, ..Self::light(stft) }
+    }
+
     /// Input (and output) features: `channels * n_bins`.
     pub fn features(&self) -> usize {
         self.channels * self.n_bins

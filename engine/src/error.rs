@@ -13,4 +13,8 @@ pub enum EngineError {
     Channels(usize),
     #[error("unsupported sample rate {0} Hz")]
     SampleRate(f32),
+    #[error("inference worker: {0}")]
+    Worker(String),
+    #[error("worker model does not fit the light model: {0}")]
+    WorkerMismatch(String),
 }

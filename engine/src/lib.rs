@@ -5,6 +5,7 @@
 //! - [`config`]: STFT and model configuration (serialised into every weights file).
 //! - [`weights`]: the `.safetensors` weights contract and its validating loader.
 //! - [`model`]: the mask network in candle (training, worker thread; never the audio thread).
+//! - [`worker`]: the off-audio-thread inference worker (heavier model, candle, deadline).
 //! - [`rt`]: audio-thread code: streaming STFT, allocation-free network port, [`rt::Separator`].
 
 pub mod config;
@@ -13,6 +14,7 @@ pub mod features;
 pub mod model;
 pub mod rt;
 pub mod weights;
+pub mod worker;
 
 pub use config::{ConfigError, ModelConfig, StftConfig, Window};
 pub use error::EngineError;

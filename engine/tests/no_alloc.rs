@@ -132,3 +132,51 @@ fn process_never_allocates() {
         }
     }
 }
+
+#[test]
+fn process_with_a_worker_never_allocates_on_the_audio_thread() {
+    use isola_engine::config::{ModelConfig, StftConfig};
+    use isola_engine::weights::random_weights;
+    use isola_engine::worker::{Worker, WorkerConfig};
+    use std::sync::atomic::Ordering;
+
+    let stft = StftConfig::default();
+    let heavy = random_weights(ModelConfig { hidden: 64, gru_layers: 2, ..ModelConfig::light(&stft) }, stft, 9);
+    let (worker, link) = Worker::spawn(&heavy, WorkerConfig { budget_hops: 2, ..Default::default() }).unwrap();
+    let mut sep = Separator::new(RtMaskNet::new(&default_random_weights(3)).unwrap());
+    sep.set_worker(Some(link)).unwrap();
+    sep.prepare(44_100.0, 4096, 2).unwrap();
+    let len = 44_100;
+    let v = voice(44_100.0, len);
+    let mut main = vec![v.clone(), v];
+    let (mut voc, mut acc) = (vec![vec![0.0f32; 333]; 2], vec![vec![0.0f32; 333]; 2]);
+    let params = SeparatorParams::default();
+    // The worker's own allocations happen on its thread; only this thread is counted.
+    let mut total = 0;
+    for (k, at) in (0..len).step_by(333).enumerate() {
+        match k {
+            20 => worker.faults().jitter_us.store(20_000, Ordering::Release),
+            50 => worker.faults().stall.store(true, Ordering::Release),
+            80 => worker.faults().stall.store(false, Ordering::Release),
+            100 => worker.faults().panic_next.store(true, Ordering::Release),
+            _ => {}
+        }
+        let n = 333.min(len - at);
+        let (l, r) = main.split_at_mut(1);
+        let (v0, v1) = voc.split_at_mut(1);
+        let (a0, a1) = acc.split_at_mut(1);
+        total += count_allocations(|| {
+            sep.process(
+                &mut [&mut l[0][at..at + n], &mut r[0][at..at + n]],
+                Some(&mut [&mut v0[0][..n], &mut v1[0][..n]]),
+                Some(&mut [&mut a0[0][..n], &mut a1[0][..n]]),
+                &params,
+            );
+        });
+        std::thread::sleep(std::time::Duration::from_micros(500));
+    }
+    assert_eq!(total, 0, "{total} allocations on the audio thread");
+    let stats = sep.worker_stats();
+    assert!(stats.hits > 0 && stats.misses > 0 && stats.dropped > 0, "{stats:?}");
+    drop(worker);
+}

@@ -2,11 +2,13 @@
 //! panics; each public function says which thread owns it.
 
 pub mod grid;
+pub mod masking;
 pub mod math;
 pub mod net;
 pub mod separator;
 pub mod stft;
 
+pub use masking::WorkerStats;
 pub use net::RtMaskNet;
 pub use separator::{MAX_STRENGTH, OutputMode, Separator, SeparatorParams};
 pub use stft::StreamingStft;

@@ -6,14 +6,11 @@
 //! the latency. Masking with `1 − m` gives the same `A` (resynthesis is linear and exact),
 //! but this way `V + A = D` holds to the last bit and one inverse FFT per channel is saved.
 
-use realfft::num_complex::Complex32;
-
 use crate::error::EngineError;
-use crate::rt::grid::BinMap;
-use crate::rt::math::sigmoid;
-
+use crate::rt::masking::{MaskStage, WorkerStats};
 use crate::rt::net::RtMaskNet;
 use crate::rt::stft::StreamingStft;
+use crate::worker::{WorkerLink, WorkerState};
 
 /// What the main output carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -97,29 +94,11 @@ struct Prepared {
     gains: [Smoothed; 4],
 }
 
-/// Frame-rate work: magnitudes onto the model grid, one network step, masks back.
-struct MaskStage {
-    model_bins: usize,
-    to_model: BinMap,
-    to_runtime: BinMap,
-    lookahead: usize,
-    runtime_mags: Vec<f32>,
-    model_mags: Vec<f32>,
-    logits: Vec<f32>,
-    model_mask: Vec<f32>,
-    /// Per channel: the last frame's vocal mask on the runtime grid.
-    runtime_masks: Vec<Vec<f32>>,
-    /// `lookahead + 1` past spectra per channel, so the mask computed now is applied to the
-    /// frame it belongs to.
-    history: Vec<Vec<Vec<Complex32>>>,
-    frame: usize,
-    reset_pending: bool,
-}
-
 /// Streaming vocal separator. Construct and `prepare` off the audio thread; `process`,
 /// `reset`, `queue_model` and `take_retired_model` run on it without allocating.
 pub struct Separator {
     net: Box<RtMaskNet>,
+    worker: Option<WorkerLink>,
     pending: Option<Box<RtMaskNet>>,
     retired: Option<Box<RtMaskNet>>,
     prepared: Option<Prepared>,
@@ -129,7 +108,36 @@ pub struct Separator {
 impl Separator {
     /// Any thread but the audio thread.
     pub fn new(net: RtMaskNet) -> Self {
-        Self { net: Box::new(net), pending: None, retired: None, prepared: None, recoveries: 0 }
+        Self { net: Box::new(net), worker: None, pending: None, retired: None, prepared: None, recoveries: 0 }
+    }
+
+    /// Attaches (or with `None` detaches) the inference worker. Takes effect at the next
+    /// `prepare`, which adds the worker's budget to the latency. The worker's model must
+    /// share the light model's STFT grid and lookahead.
+    /// Any thread but the audio thread.
+    pub fn set_worker(&mut self, link: Option<WorkerLink>) -> Result<(), EngineError> {
+        if let Some(l) = &link {
+            let (light, stft) = (self.net.model_config(), self.net.stft_config());
+            if l.stft != *stft || l.model.n_bins != light.n_bins || l.model.lookahead != light.lookahead {
+                return Err(EngineError::WorkerMismatch(format!(
+                    "worker {:?} / {:?} vs light {:?} / {:?}",
+                    l.stft, l.model, stft, light
+                )));
+            }
+        }
+        self.worker = link;
+        self.prepared = None;
+        Ok(())
+    }
+
+    /// Worker counters since `prepare`/`reset` (all zero without a worker). Any thread.
+    pub fn worker_stats(&self) -> WorkerStats {
+        self.prepared.as_ref().map_or(WorkerStats::default(), |p| p.masks.stats)
+    }
+
+    /// The attached worker's state, if any. Any thread.
+    pub fn worker_state(&self) -> Option<WorkerState> {
+        self.worker.as_ref().map(|w| w.shared.state())
     }
 
     pub fn net(&self) -> &RtMaskNet {
@@ -153,25 +161,13 @@ impl Separator {
         let runtime = model_stft.for_rate(sample_rate as f64);
         runtime.validate()?;
         let stft = StreamingStft::new(&runtime, channels);
-        let (rt_bins, model_bins) = (stft.n_bins(), model.n_bins);
         let rt_hz = sample_rate as f64 / runtime.fft_size as f64;
         let model_hz = model_stft.sample_rate as f64 / model_stft.fft_size as f64;
-        let latency = stft.latency_samples() + model.lookahead * runtime.hop;
+        let budget = self.worker.as_ref().map_or(0, |w| w.budget_hops);
+        let latency = stft.latency_samples() + (model.lookahead + budget) * runtime.hop;
         let coef = 1.0 - (-1.0 / (SMOOTHING_SECONDS * sample_rate)).exp();
-        let masks = MaskStage {
-            model_bins,
-            to_model: BinMap::new(rt_bins, rt_hz, model_bins, model_hz, false),
-            to_runtime: BinMap::new(model_bins, model_hz, rt_bins, rt_hz, true),
-            lookahead: model.lookahead,
-            runtime_mags: vec![0.0; rt_bins],
-            model_mags: vec![0.0; model.features()],
-            logits: vec![0.0; model.features()],
-            model_mask: vec![0.0; model.features()],
-            runtime_masks: vec![vec![0.0; rt_bins]; channels],
-            history: vec![vec![vec![Complex32::new(0.0, 0.0); rt_bins]; channels]; model.lookahead + 1],
-            frame: 0,
-            reset_pending: false,
-        };
+        let masks =
+            MaskStage::new(channels, stft.n_bins(), rt_hz, model.n_bins, model_hz, model.lookahead, budget);
         self.prepared = Some(Prepared {
             sample_rate,
             channels,
@@ -229,11 +225,7 @@ impl Separator {
             p.gains[1].value = neutral.accompaniment_gain;
             p.gains[2].value = neutral.mix;
             p.gains[3].value = 1.0;
-            for h in p.masks.history.iter_mut().flatten() {
-                h.fill(Complex32::new(0.0, 0.0));
-            }
-            p.masks.frame = 0;
-            p.masks.reset_pending = false;
+            p.masks.reset();
         }
     }
 
@@ -326,12 +318,13 @@ impl Separator {
             let mut outs: [&mut [f32]; 2] = [&mut v0[0][..m], v1.first_mut().map_or(&mut [][..], |c| &mut c[..m])];
             let (net, pending, retired, recoveries, masks) =
                 (&mut self.net, &mut self.pending, &mut self.retired, &mut self.recoveries, &mut p.masks);
+            let worker = self.worker.as_ref();
             p.stft.process(&inputs[..p.channels], &mut outs[..p.channels], |spectra| {
                 if let Some(mut next) = pending.take() {
                     next.reset();
                     *retired = Some(std::mem::replace(net, next));
                 }
-                if !masks.apply(spectra, net, strength) {
+                if !masks.apply(spectra, net, worker, strength) {
                     *recoveries += 1;
                 }
             });
@@ -371,53 +364,5 @@ fn copy_stem(stems: Option<&mut [&mut [f32]]>, src: &[Vec<f32>], at: usize, m: u
         if let Some(out) = out.get_mut(at..at + m) {
             out.copy_from_slice(&src[k.min(src.len() - 1)][..m]);
         }
-    }
-}
-
-impl MaskStage {
-    /// Replaces each channel's spectrum with its masked vocals spectrum. Returns false if the
-    /// network had to be reset. Audio thread; no allocation.
-    fn apply(&mut self, spectra: &mut [Vec<Complex32>], net: &mut RtMaskNet, strength: f32) -> bool {
-        let mb = self.model_bins;
-        let channels = spectra.len();
-        // The model always sees two channels; mono feeds the same magnitudes to both.
-        for mc in 0..2 {
-            let spectrum = &spectra[mc.min(channels - 1)];
-            for (m, x) in self.runtime_mags.iter_mut().zip(spectrum.iter()) {
-                *m = x.norm();
-            }
-            self.to_model.apply(&self.runtime_mags, &mut self.model_mags[mc * mb..(mc + 1) * mb]);
-        }
-        let mut healthy = true;
-        if self.reset_pending {
-            net.reset();
-            self.reset_pending = false;
-            healthy = false;
-        }
-        healthy &= net.step(&self.model_mags, &mut self.logits);
-
-        if channels == 1 {
-            let (l, r) = self.logits.split_at(mb);
-            for ((m, a), b) in self.model_mask[..mb].iter_mut().zip(l).zip(r) {
-                *m = sigmoid(strength * 0.5 * (a + b));
-            }
-        } else {
-            for (m, z) in self.model_mask.iter_mut().zip(&self.logits) {
-                *m = sigmoid(strength * z);
-            }
-        }
-
-        let slot = self.frame % (self.lookahead + 1);
-        let target = (self.frame + 1) % (self.lookahead + 1); // oldest = `lookahead` frames ago
-        self.frame = self.frame.wrapping_add(1);
-        for (c, spectrum) in spectra.iter_mut().enumerate() {
-            self.history[slot][c].copy_from_slice(spectrum);
-            let mask = &mut self.runtime_masks[c];
-            self.to_runtime.apply(&self.model_mask[c * mb..(c + 1) * mb], mask);
-            for ((out, x), m) in spectrum.iter_mut().zip(&self.history[target][c]).zip(mask.iter()) {
-                *out = *x * *m;
-            }
-        }
-        healthy
     }
 }

@@ -1,0 +1,235 @@
+//! Frame-rate work of the separator: magnitudes onto the model grid, the light network's
+//! step, the worker's mask when it is on time (light mask otherwise, crossfaded), and the
+//! masked spectrum of the frame the mask belongs to.
+//!
+//! Frame bookkeeping, for frame `f` (lookahead `D`, worker budget `K`, `K = 0` without a
+//! worker): the networks see frame `f` and produce the mask for spectrum `f − D`; that mask
+//! is applied `K` frames later, to spectrum `f − D − K`, so the worker has `K` hops to answer.
+
+use realfft::num_complex::Complex32;
+
+use crate::rt::grid::BinMap;
+use crate::rt::math::sigmoid;
+use crate::rt::net::RtMaskNet;
+use crate::worker::WorkerLink;
+
+/// Frames over which the mask crossfades between worker and light network.
+const CROSSFADE_FRAMES: f32 = 4.0;
+const NO_FRAME: u64 = u64::MAX;
+
+/// Counters of the worker path; read by the plugin and the editor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Frames whose worker mask arrived in time.
+    pub hits: u64,
+    /// Frames whose worker mask was late (or never came): the light mask was used.
+    pub misses: u64,
+    /// Frames the audio thread could not hand to the worker (queues full).
+    pub dropped: u64,
+}
+
+pub(crate) struct MaskStage {
+    model_bins: usize,
+    to_model: BinMap,
+    to_runtime: BinMap,
+    /// Spectra kept back: lookahead + worker budget.
+    delay_frames: usize,
+    budget: usize,
+    runtime_mags: Vec<f32>,
+    model_mags: Vec<f32>,
+    /// `budget + 1` frames of light-network logits, indexed by frame % (budget + 1).
+    light_logits: Vec<Vec<f32>>,
+    /// Worker results waiting for their deadline, with the frame each belongs to.
+    worker_logits: Vec<Vec<f32>>,
+    worker_frames: Vec<u64>,
+    /// The most recent on-time worker logits: used while fading out after a miss.
+    last_worker: Vec<f32>,
+    have_last_worker: bool,
+    /// Weight of the worker mask (0 = light only), moved towards 1 on hits and 0 on misses.
+    worker_weight: f32,
+    model_mask: Vec<f32>,
+    /// Per channel: the last frame's vocal mask on the runtime grid.
+    pub runtime_masks: Vec<Vec<f32>>,
+    /// `delay_frames + 1` past spectra per channel.
+    history: Vec<Vec<Vec<Complex32>>>,
+    frame: u64,
+    pub reset_pending: bool,
+    pub stats: WorkerStats,
+}
+
+impl MaskStage {
+    /// Any thread but the audio thread (allocates).
+    pub fn new(
+        channels: usize,
+        runtime_bins: usize,
+        runtime_hz: f64,
+        model_bins: usize,
+        model_hz: f64,
+        lookahead: usize,
+        budget: usize,
+    ) -> Self {
+        let features = 2 * model_bins;
+        Self {
+            model_bins,
+            to_model: BinMap::new(runtime_bins, runtime_hz, model_bins, model_hz, false),
+            to_runtime: BinMap::new(model_bins, model_hz, runtime_bins, runtime_hz, true),
+            delay_frames: lookahead + budget,
+            budget,
+            runtime_mags: vec![0.0; runtime_bins],
+            model_mags: vec![0.0; features],
+            light_logits: vec![vec![0.0; features]; budget + 1],
+            worker_logits: vec![vec![0.0; features]; budget + 1],
+            worker_frames: vec![NO_FRAME; budget + 1],
+            last_worker: vec![0.0; features],
+            have_last_worker: false,
+            worker_weight: 0.0,
+            model_mask: vec![0.0; features],
+            runtime_masks: vec![vec![0.0; runtime_bins]; channels],
+            history: vec![vec![vec![Complex32::new(0.0, 0.0); runtime_bins]; channels]; lookahead + budget + 1],
+            frame: 0,
+            reset_pending: false,
+            stats: WorkerStats::default(),
+        }
+    }
+
+    /// Audio thread; no allocation.
+    pub fn reset(&mut self) {
+        for h in self.history.iter_mut().flatten() {
+            h.fill(Complex32::new(0.0, 0.0));
+        }
+        for l in self.light_logits.iter_mut().chain(self.worker_logits.iter_mut()) {
+            l.fill(0.0);
+        }
+        self.worker_frames.fill(NO_FRAME);
+        self.have_last_worker = false;
+        self.worker_weight = 0.0;
+        self.frame = 0;
+        self.reset_pending = false;
+    }
+
+    /// Replaces each channel's spectrum with the masked vocals spectrum of the frame the
+    /// mask belongs to. Returns false if the light network had to be reset.
+    /// Audio thread; no allocation, no blocking (the worker queues are lock-free).
+    pub fn apply(
+        &mut self,
+        spectra: &mut [Vec<Complex32>],
+        net: &mut RtMaskNet,
+        worker: Option<&WorkerLink>,
+        strength: f32,
+    ) -> bool {
+        let mb = self.model_bins;
+        let channels = spectra.len();
+        let f = self.frame;
+        let k = (self.budget + 1) as u64;
+        // The model always sees two channels; mono feeds the same magnitudes to both.
+        for mc in 0..2 {
+            for (m, x) in self.runtime_mags.iter_mut().zip(spectra[mc.min(channels - 1)].iter()) {
+                *m = x.norm();
+            }
+            self.to_model.apply(&self.runtime_mags, &mut self.model_mags[mc * mb..(mc + 1) * mb]);
+        }
+        let mut healthy = true;
+        if self.reset_pending {
+            net.reset();
+            self.reset_pending = false;
+            healthy = false;
+        }
+        healthy &= net.step(&self.model_mags, &mut self.light_logits[(f % k) as usize]);
+
+        if let Some(w) = worker {
+            self.exchange(w, f);
+        }
+
+        // The mask applied now belongs to network step f − budget.
+        let due = f.checked_sub(self.budget as u64);
+        let slot = due.map_or(0, |d| (d % k) as usize);
+        let worker_on_time = worker.is_some() && due.is_some_and(|d| self.worker_frames[slot] == d);
+        if worker.is_some() && due.is_some() {
+            if worker_on_time {
+                self.stats.hits += 1;
+                self.last_worker.copy_from_slice(&self.worker_logits[slot]);
+                self.have_last_worker = true;
+            } else {
+                self.stats.misses += 1;
+            }
+        }
+        let step = 1.0 / CROSSFADE_FRAMES;
+        self.worker_weight = if worker_on_time {
+            (self.worker_weight + step).min(1.0)
+        } else {
+            (self.worker_weight - step).max(0.0)
+        };
+        let w = if self.have_last_worker { self.worker_weight } else { 0.0 };
+        logits_to_mask(&self.light_logits[slot], channels, mb, strength, 1.0 - w, false, &mut self.model_mask);
+        if w > 0.0 {
+            logits_to_mask(&self.last_worker, channels, mb, strength, w, true, &mut self.model_mask);
+        }
+
+        let slots = self.delay_frames + 1;
+        let newest = (f % slots as u64) as usize;
+        let oldest = ((f + 1) % slots as u64) as usize;
+        self.frame = f.wrapping_add(1);
+        for (c, spectrum) in spectra.iter_mut().enumerate() {
+            self.history[newest][c].copy_from_slice(spectrum);
+            let mask = &mut self.runtime_masks[c];
+            self.to_runtime.apply(&self.model_mask[c * mb..(c + 1) * mb], mask);
+            for ((out, x), m) in spectrum.iter_mut().zip(&self.history[oldest][c]).zip(mask.iter()) {
+                *out = *x * *m;
+            }
+        }
+        healthy
+    }
+
+    /// Hands frame `f` to the worker and collects whatever results came back.
+    /// Audio thread; lock-free queue operations only.
+    fn exchange(&mut self, w: &WorkerLink, f: u64) {
+        let shared = &w.shared;
+        match shared.free.pop() {
+            Some(mut slot) => {
+                slot.index = f;
+                slot.mags.copy_from_slice(&self.model_mags);
+                if let Err(slot) = shared.todo.push(slot) {
+                    let _ = shared.free.push(slot);
+                    self.stats.dropped += 1;
+                }
+            }
+            None => self.stats.dropped += 1,
+        }
+        let k = (self.budget + 1) as u64;
+        while let Some(slot) = shared.done.pop() {
+            // Keep results that can still meet their deadline (frame index + budget ≥ f).
+            if slot.index <= f && slot.index + self.budget as u64 >= f {
+                let i = (slot.index % k) as usize;
+                self.worker_logits[i].copy_from_slice(&slot.logits);
+                self.worker_frames[i] = slot.index;
+            }
+            let _ = shared.free.push(slot);
+        }
+    }
+}
+
+/// Writes (or, with `accumulate`, adds) `weight · sigmoid(strength · logit)` per model-grid
+/// bin and channel. For a mono stream both model channels' logits are averaged into one mask.
+fn logits_to_mask(
+    logits: &[f32],
+    channels: usize,
+    bins: usize,
+    strength: f32,
+    weight: f32,
+    accumulate: bool,
+    out: &mut [f32],
+) {
+    let mut put = |i: usize, z: f32| {
+        let m = weight * sigmoid(strength * z);
+        out[i] = if accumulate { out[i] + m } else { m };
+    };
+    if channels == 1 {
+        for i in 0..bins {
+            put(i, 0.5 * (logits[i] + logits[bins + i]));
+        }
+    } else {
+        for (i, &z) in logits.iter().enumerate() {
+            put(i, z);
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! The inference worker: a thread that runs a heavier mask network with candle, fed by the
+//! audio thread through lock-free queues, with a fixed deadline.
+//!
+//! Frames travel in preallocated [`FrameSlot`]s that cycle through three bounded lock-free
+//! queues: `free` → (audio thread fills magnitudes) → `todo` → (worker fills logits) →
+//! `done` → (audio thread copies the logits out) → `free`. Nothing is allocated or freed
+//! after [`Worker::spawn`], nobody blocks: when a queue is full the frame is dropped, and the
+//! audio thread falls back to the light in-thread network for any frame whose worker mask is
+//! not back within `budget_hops` frames (see [`crate::rt::Separator::set_worker`]).
+//!
+//! candle runs inside a rayon pool of exactly `threads` threads owned by the worker, so it
+//! never starts the global pool inside a host.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use candle_core::{Device, Tensor};
+use crossbeam_queue::ArrayQueue;
+
+use crate::config::ModelConfig;
+use crate::error::EngineError;
+use crate::model::{self, MaskNet, MaskNetState};
+use crate::weights::Weights;
+
+/// How the worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Extra frames (hops) of latency the worker is allowed: the mask for frame t is used
+    /// when frame t + budget_hops arrives.
+    pub budget_hops: usize,
+    /// CPU threads candle may use (its rayon pool). 1 keeps the worker on one core.
+    pub threads: usize,
+    /// Where the model runs: `Device::Cpu`, or a CUDA/Metal device when built with the
+    /// `cuda`/`metal` feature.
+    pub device: Device,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self { budget_hops: 2, threads: 1, device: Device::Cpu }
+    }
+}
+
+/// What the worker thread is doing. Read from any thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerState {
+    Running = 0,
+    /// Told to stop, or its owner was dropped.
+    Stopped = 1,
+    /// The model failed (error or panic); the thread has exited and the audio thread runs
+    /// on the light network alone.
+    Failed = 2,
+}
+
+/// One frame in flight: the audio thread's model-grid magnitudes in, mask logits out.
+pub struct FrameSlot {
+    pub index: u64,
+    pub mags: Vec<f32>,
+    pub logits: Vec<f32>,
+}
+
+/// Test and bench hooks that make the worker late, stuck or broken on purpose.
+#[derive(Debug, Default)]
+pub struct FaultInjection {
+    /// Sleep this long after each batch (µs).
+    pub delay_us: AtomicU64,
+    /// Plus a pseudo-random extra delay in 0..jitter_us (µs).
+    pub jitter_us: AtomicU64,
+    /// While set, the worker takes no frames at all.
+    pub stall: AtomicBool,
+    /// The next batch panics inside the model call.
+    pub panic_next: AtomicBool,
+}
+
+pub(crate) struct Shared {
+    pub free: ArrayQueue<Box<FrameSlot>>,
+    pub todo: ArrayQueue<Box<FrameSlot>>,
+    pub done: ArrayQueue<Box<FrameSlot>>,
+    stop: AtomicBool,
+    /// Set before the worker looks for frames, cleared once their results are out.
+    working: AtomicBool,
+    state: AtomicU8,
+    processed: AtomicU64,
+    pub faults: FaultInjection,
+}
+
+/// Owner of the worker thread (any non-audio thread). Dropping it stops and joins the
+/// thread.
+pub struct Worker {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The audio thread's end of the worker: hand it to [`crate::rt::Separator::set_worker`].
+pub struct WorkerLink {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) budget_hops: usize,
+    pub(crate) model: ModelConfig,
+    pub(crate) stft: crate::config::StftConfig,
+}
+
+impl WorkerLink {
+    pub fn budget_hops(&self) -> usize {
+        self.budget_hops
+    }
+}
+
+impl Worker {
+    /// Loads `weights` with candle on `config.device` and starts the thread. Any thread but
+    /// the audio thread (allocates every slot here).
+    pub fn spawn(weights: &Weights, config: WorkerConfig) -> Result<(Worker, WorkerLink), EngineError> {
+        let model_cfg = weights.meta.model;
+        let features = model_cfg.features();
+        let slots = 2 * (config.budget_hops + 1) + 8;
+        let shared = Arc::new(Shared {
+            free: ArrayQueue::new(slots),
+            todo: ArrayQueue::new(slots),
+            done: ArrayQueue::new(slots),
+            stop: AtomicBool::new(false),
+            working: AtomicBool::new(false),
+            state: AtomicU8::new(WorkerState::Running as u8),
+            processed: AtomicU64::new(0),
+            faults: FaultInjection::default(),
+        });
+        for _ in 0..slots {
+            let slot = Box::new(FrameSlot { index: 0, mags: vec![0.0; features], logits: vec![0.0; features] });
+            let _ = shared.free.push(slot);
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.threads.max(1))
+            .thread_name(|i| format!("isola-worker-candle-{i}"))
+            .build()
+            .map_err(|e| EngineError::Worker(e.to_string()))?;
+        let net = model::load(weights, &config.device).map_err(|e| EngineError::Worker(e.to_string()))?;
+        let state = net.initial_state(1, &config.device).map_err(|e| EngineError::Worker(e.to_string()))?;
+        let thread_shared = Arc::clone(&shared);
+        let device = config.device.clone();
+        let thread = std::thread::Builder::new()
+            .name("isola-worker".into())
+            .spawn(move || {
+                let mut runner = Runner { net, state, device, shared: thread_shared, batch: Vec::with_capacity(slots) };
+                pool.install(|| runner.run());
+            })
+            .map_err(|e| EngineError::Worker(e.to_string()))?;
+        let link = WorkerLink {
+            shared: Arc::clone(&shared),
+            budget_hops: config.budget_hops,
+            model: model_cfg,
+            stft: weights.meta.stft,
+        };
+        Ok((Worker { shared, thread: Some(thread) }, link))
+    }
+
+    pub fn state(&self) -> WorkerState {
+        state_from(self.shared.state.load(Ordering::Acquire))
+    }
+
+    /// Frames the model has computed so far.
+    pub fn processed(&self) -> u64 {
+        self.shared.processed.load(Ordering::Acquire)
+    }
+
+    /// Hooks for tests and benches.
+    pub fn faults(&self) -> &FaultInjection {
+        &self.shared.faults
+    }
+
+    /// Waits (sleeping, never on the audio thread) until every submitted frame has been
+    /// computed or the worker is no longer running. For tests and offline rendering.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let start = std::time::Instant::now();
+        while start.elapsed() < timeout {
+            if self.state() != WorkerState::Running {
+                return false;
+            }
+            if self.shared.todo.is_empty() && !self.shared.working.load(Ordering::Acquire) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        false
+    }
+
+    /// Stops and joins the thread. Any thread but the audio thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = self.shared.state.compare_exchange(
+            WorkerState::Running as u8,
+            WorkerState::Stopped as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn state_from(v: u8) -> WorkerState {
+    match v {
+        0 => WorkerState::Running,
+        1 => WorkerState::Stopped,
+        _ => WorkerState::Failed,
+    }
+}
+
+/// The worker thread's own state.
+struct Runner {
+    net: MaskNet,
+    state: MaskNetState,
+    device: Device,
+    shared: Arc<Shared>,
+    batch: Vec<Box<FrameSlot>>,
+}
+
+impl Runner {
+    fn run(&mut self) {
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let shared = Arc::clone(&self.shared);
+        let faults = &shared.faults;
+        while !shared.stop.load(Ordering::Acquire) {
+            if faults.stall.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_micros(500));
+                continue;
+            }
+            self.shared.working.store(true, Ordering::Release);
+            while let Some(slot) = self.shared.todo.pop() {
+                self.batch.push(slot);
+            }
+            if self.batch.is_empty() {
+                self.shared.working.store(false, Ordering::Release);
+                std::thread::sleep(Duration::from_micros(200));
+                continue;
+            }
+            let panic_now = faults.panic_next.swap(false, Ordering::AcqRel);
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                if panic_now {
+                    panic!("injected worker panic");
+                }
+                self.compute()
+            }));
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => {
+                    self.shared.state.store(WorkerState::Failed as u8, Ordering::Release);
+                    self.shared.working.store(false, Ordering::Release);
+                    return;
+                }
+            }
+            let delay = faults.delay_us.load(Ordering::Acquire);
+            let jitter = faults.jitter_us.load(Ordering::Acquire);
+            if delay + jitter > 0 {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let extra = if jitter > 0 { rng % jitter } else { 0 };
+                std::thread::sleep(Duration::from_micros(delay + extra));
+            }
+            self.shared.processed.fetch_add(self.batch.len() as u64, Ordering::AcqRel);
+            for slot in self.batch.drain(..) {
+                // The audio thread is behind on collecting: drop the result, recycle the slot.
+                if let Err(slot) = self.shared.done.push(slot) {
+                    let _ = self.shared.free.push(slot);
+                }
+            }
+            self.shared.working.store(false, Ordering::Release);
+        }
+    }
+
+    /// All pending frames as one sequence, continuing the recurrent state.
+    fn compute(&mut self) -> candle_core::Result<()> {
+        let m = *self.net.config();
+        let t = self.batch.len();
+        let mut flat = Vec::with_capacity(t * m.features());
+        for slot in &self.batch {
+            flat.extend_from_slice(&slot.mags);
+        }
+        let x = Tensor::from_vec(flat, (1, t, m.channels, m.n_bins), &self.device)?;
+        let logits = self.net.forward_stateful(&x, &mut self.state)?.flatten_all()?.to_vec1::<f32>()?;
+        for (slot, chunk) in self.batch.iter_mut().zip(logits.chunks_exact(m.features())) {
+            slot.logits.copy_from_slice(chunk);
+        }
+        Ok(())
+    }
+}
+
+impl Shared {
+    pub(crate) fn state(&self) -> WorkerState {
+        state_from(self.state.load(Ordering::Acquire))
+    }
+}
