@@ -121,20 +121,16 @@ fn median_us(mut f: impl FnMut(), rounds: usize, iters: usize) -> f64 {
     samples[rounds / 2]
 }
 
-/// Worker model throughput (frames/s, candle CPU 1 thread): frame by frame, and in batches
-/// of 4 as the worker does when it catches up.
-fn worker_throughput(heavy: &Weights) -> (f64, f64) {
+/// Worker model throughput (frames/s, candle CPU 1 thread), stepping frame by frame as the
+/// worker does.
+fn worker_throughput(heavy: &Weights) -> f64 {
     let m = heavy.meta.model;
     let net = model::load(heavy, &Device::Cpu).unwrap();
     let input = frame_input(m.features());
     let one = Tensor::from_slice(&input, (1, m.channels, m.n_bins), &Device::Cpu).unwrap();
-    let four: Vec<f32> = input.iter().copied().cycle().take(4 * input.len()).collect();
-    let four = Tensor::from_slice(&four, (1, 4, m.channels, m.n_bins), &Device::Cpu).unwrap();
     let mut state = net.initial_state(1, &Device::Cpu).unwrap();
     let step_us = median_us(|| drop(black_box(net.step(&one, &mut state).unwrap().to_vec3::<f32>().unwrap())), 9, 40);
-    let batch_us =
-        median_us(|| drop(black_box(net.forward_stateful(&four, &mut state).unwrap().flatten_all().unwrap())), 9, 10);
-    (1e6 / step_us, 4e6 / batch_us)
+    1e6 / step_us
 }
 
 /// Streams `seconds` of audio at real-time pace (48 kHz stereo, 256-sample blocks) with the
@@ -212,9 +208,9 @@ fn main() {
     );
     let stft = StftConfig::default();
     let heavy = random_weights(ModelConfig::worker(&stft), stft, 2);
-    let (step_fps, batch_fps) = worker_throughput(&heavy);
+    let step_fps = worker_throughput(&heavy);
     println!(
-        "worker model (hidden {}, {} parameters), candle CPU 1 thread: {step_fps:.0} frames/s one by one, {batch_fps:.0} frames/s in batches of 4 (real time at 48 kHz needs {:.0})",
+        "worker model (hidden {}, {} parameters), candle CPU 1 thread: {step_fps:.0} frames/s (real time at 48 kHz needs {:.0})",
         heavy.meta.model.hidden,
         heavy.meta.model.param_count(),
         RATE / 280.0

@@ -129,20 +129,6 @@ impl MaskNet {
         self.head(&a, &g)?.reshape((b, t, c, n))
     }
 
-    /// A run of consecutive frames continuing from `state` (which is advanced): the worker
-    /// uses this to catch up on several frames with one set of matrix products.
-    /// `mag [B, T, C, n_bins]` → logits `[B, T, C, n_bins]`.
-    pub fn forward_stateful(&self, mag: &Tensor, state: &mut MaskNetState) -> Result<Tensor> {
-        let (b, t, c, n) = mag.dims4()?;
-        let a = self.fc1.forward(&self.features(mag)?)?.tanh()?;
-        let mut g = a.clone();
-        for (gru, h) in self.grus.iter().zip(state.iter_mut()) {
-            g = gru.forward_seq(&g, Some(h))?;
-            *h = g.i((.., t - 1, ..))?;
-        }
-        self.head(&a, &g)?.reshape((b, t, c, n))
-    }
-
     /// Fresh (zero) recurrent state for `batch` streams.
     pub fn initial_state(&self, batch: usize, device: &Device) -> Result<MaskNetState> {
         self.grus.iter().map(|_| Tensor::zeros((batch, self.config.hidden), DType::F32, device)).collect()

@@ -205,9 +205,11 @@ fn late_and_jittery_worker_at_real_time_pace() {
 #[test]
 fn worker_with_another_grid_is_refused() {
     let stft = StftConfig { fft_size: 2048, hop: 512, ..StftConfig::default() };
-    let (_worker, link) =
-        Worker::spawn(&random_weights(ModelConfig { hidden: 8, gru_layers: 1, ..ModelConfig::light(&stft) }, stft, 1), WorkerConfig::default())
-            .unwrap();
+    let (_worker, link) = Worker::spawn(
+        &random_weights(ModelConfig { hidden: 8, gru_layers: 1, ..ModelConfig::light(&stft) }, stft, 1),
+        WorkerConfig::default(),
+    )
+    .unwrap();
     let mut sep = Separator::new(RtMaskNet::new(&light()).unwrap());
     assert!(sep.set_worker(Some(link)).is_err());
 }

@@ -154,11 +154,8 @@ impl MaskStage {
             }
         }
         let step = 1.0 / CROSSFADE_FRAMES;
-        self.worker_weight = if worker_on_time {
-            (self.worker_weight + step).min(1.0)
-        } else {
-            (self.worker_weight - step).max(0.0)
-        };
+        self.worker_weight =
+            if worker_on_time { (self.worker_weight + step).min(1.0) } else { (self.worker_weight - step).max(0.0) };
         let w = if self.have_last_worker { self.worker_weight } else { 0.0 };
         logits_to_mask(&self.light_logits[slot], channels, mb, strength, 1.0 - w, false, &mut self.model_mask);
         if w > 0.0 {

@@ -166,8 +166,7 @@ impl Separator {
         let budget = self.worker.as_ref().map_or(0, |w| w.budget_hops);
         let latency = stft.latency_samples() + (model.lookahead + budget) * runtime.hop;
         let coef = 1.0 - (-1.0 / (SMOOTHING_SECONDS * sample_rate)).exp();
-        let masks =
-            MaskStage::new(channels, stft.n_bins(), rt_hz, model.n_bins, model_hz, model.lookahead, budget);
+        let masks = MaskStage::new(channels, stft.n_bins(), rt_hz, model.n_bins, model_hz, model.lookahead, budget);
         self.prepared = Some(Prepared {
             sample_rate,
             channels,
