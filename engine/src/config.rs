@@ -85,7 +85,7 @@ impl StftConfig {
         if !(8_000..=384_000).contains(&self.sample_rate) {
             return Err(ConfigError::SampleRate(self.sample_rate));
         }
-        if self.fft_size % 2 != 0 || !(16..=16_384).contains(&self.fft_size) {
+        if !self.fft_size.is_multiple_of(2) || !(16..=16_384).contains(&self.fft_size) {
             return Err(ConfigError::FftSize(self.fft_size));
         }
         let max = self.fft_size / 2;
@@ -108,11 +108,11 @@ impl StftConfig {
         // Smallest FFT-size step that keeps the hop an integer, and keeps sizes even.
         let step = {
             let q = self.fft_size / gcd(self.fft_size, self.hop);
-            if q % 2 == 0 { q } else { 2 * q }
+            if q.is_multiple_of(2) { q } else { 2 * q }
         };
         let smooth = |mut n: usize| {
             for p in [2, 3, 5, 7] {
-                while n % p == 0 {
+                while n.is_multiple_of(p) {
                     n /= p;
                 }
             }
