@@ -346,6 +346,25 @@ fn model_swap_happens_at_a_frame_boundary_and_returns_the_old_model() {
 }
 
 #[test]
+fn display_taps_follow_the_input() {
+    let weights = default_random_weights(61);
+    let mut sep = separator(&weights, 48_000.0, 2);
+    assert_eq!(sep.frames_analysed(), 0);
+    let tone: Vec<f32> =
+        (0..48_000).map(|n| 0.5 * (std::f32::consts::TAU * 3000.0 * n as f32 / 48_000.0).sin()).collect();
+    run(&mut sep, &[tone.clone(), tone], &[480], &SeparatorParams::default());
+    assert_eq!(sep.frames_analysed(), 48_000 / sep.hop() as u64);
+    let spectrum = sep.last_spectrum();
+    let peak = spectrum.iter().enumerate().fold((0, 0.0f32), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+    let peak_hz = peak.0 as f32 * sep.bin_hz();
+    assert!((peak_hz - 3000.0).abs() < sep.bin_hz(), "peak at {peak_hz} Hz");
+    assert!((0.15..=0.3).contains(&peak.1), "peak magnitude {}", peak.1);
+    sep.reset();
+    assert_eq!(sep.frames_analysed(), 0);
+    assert!(sep.last_spectrum().iter().all(|v| *v == 0.0));
+}
+
+#[test]
 fn process_before_prepare_is_harmless() {
     let mut sep = Separator::new(RtMaskNet::new(&default_random_weights(1)).unwrap());
     let mut l = vec![0.5f32; 64];

@@ -50,6 +50,9 @@ pub(crate) struct MaskStage {
     model_mask: Vec<f32>,
     /// Per channel: the last frame's vocal mask on the runtime grid.
     pub runtime_masks: Vec<Vec<f32>>,
+    /// The last frame's input magnitudes on the runtime grid, averaged over channels (for
+    /// displays).
+    pub input_spectrum: Vec<f32>,
     /// `delay_frames + 1` past spectra per channel.
     history: Vec<Vec<Vec<Complex32>>>,
     frame: u64,
@@ -85,6 +88,7 @@ impl MaskStage {
             worker_weight: 0.0,
             model_mask: vec![0.0; features],
             runtime_masks: vec![vec![0.0; runtime_bins]; channels],
+            input_spectrum: vec![0.0; runtime_bins],
             history: vec![vec![vec![Complex32::new(0.0, 0.0); runtime_bins]; channels]; lookahead + budget + 1],
             frame: 0,
             reset_pending: false,
@@ -101,6 +105,7 @@ impl MaskStage {
             l.fill(0.0);
         }
         self.worker_frames.fill(NO_FRAME);
+        self.input_spectrum.fill(0.0);
         self.have_last_worker = false;
         self.worker_weight = 0.0;
         self.frame = 0;
@@ -122,11 +127,17 @@ impl MaskStage {
         let f = self.frame;
         let k = (self.budget + 1) as u64;
         // The model always sees two channels; mono feeds the same magnitudes to both.
+        let share = 1.0 / channels as f32;
         for mc in 0..2 {
             for (m, x) in self.runtime_mags.iter_mut().zip(spectra[mc.min(channels - 1)].iter()) {
                 *m = x.norm();
             }
             self.to_model.apply(&self.runtime_mags, &mut self.model_mags[mc * mb..(mc + 1) * mb]);
+            if mc < channels {
+                for (d, m) in self.input_spectrum.iter_mut().zip(&self.runtime_mags) {
+                    *d = if mc == 0 { m * share } else { *d + m * share };
+                }
+            }
         }
         let mut healthy = true;
         if self.reset_pending {
@@ -175,6 +186,11 @@ impl MaskStage {
             }
         }
         healthy
+    }
+
+    /// Frames analysed since the last reset.
+    pub fn frames(&self) -> u64 {
+        self.frame
     }
 
     /// Hands frame `f` to the worker and collects whatever results came back.

@@ -200,6 +200,19 @@ impl Separator {
         self.prepared.as_ref().and_then(|p| p.masks.runtime_masks.get(channel)).map_or(&[], |m| m.as_slice())
     }
 
+    /// The last frame's input magnitudes (channel average, window-normalised: a full-scale
+    /// sine reads about 0.5), one per runtime bin; empty before `prepare`. For displays.
+    /// Audio thread (it owns the separator); no allocation.
+    pub fn last_spectrum(&self) -> &[f32] {
+        self.prepared.as_ref().map_or(&[], |p| p.masks.input_spectrum.as_slice())
+    }
+
+    /// Frames analysed since `prepare`/`reset`: a display can tell whether a new frame
+    /// arrived during the last `process` call. Any thread that owns the separator.
+    pub fn frames_analysed(&self) -> u64 {
+        self.prepared.as_ref().map_or(0, |p| p.masks.frames())
+    }
+
     /// Width of one runtime bin in Hz (0 before `prepare`). Any thread.
     pub fn bin_hz(&self) -> f32 {
         self.prepared.as_ref().map_or(0.0, |p| p.sample_rate / p.stft.fft_size() as f32)
