@@ -5,6 +5,7 @@
 //! - [`config`]: STFT and model configuration (serialised into every weights file).
 //! - [`weights`]: the `.safetensors` weights contract and its validating loader.
 //! - [`model`]: the mask network in candle (training, worker thread; never the audio thread).
+//! - [`offline`]: whole-signal feature extraction (training), same analysis as the rt STFT.
 //! - [`worker`]: the off-audio-thread inference worker (heavier model, candle, deadline).
 //! - [`rt`]: audio-thread code: streaming STFT, allocation-free network port, [`rt::Separator`].
 
@@ -12,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod features;
 pub mod model;
+pub mod offline;
 pub mod rt;
 pub mod weights;
 pub mod worker;

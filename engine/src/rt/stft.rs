@@ -18,16 +18,53 @@ use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use crate::config::{StftConfig, overlap_add_sum};
 use crate::rt::math::flush_tiny;
 
+/// Windowed, normalised forward FFT of one frame: the single definition of what the network
+/// sees, shared by the streaming STFT and offline feature extraction (training).
+pub struct FrameAnalyzer {
+    window: Vec<f32>,
+    gain: f32,
+    fft: Arc<dyn RealToComplex<f32>>,
+    time: Vec<f32>,
+    scratch: Vec<Complex32>,
+}
+
+impl FrameAnalyzer {
+    /// Any thread but the audio thread (allocates).
+    pub fn new(config: &StftConfig) -> Self {
+        let window = config.window.coefficients(config.fft_size);
+        let gain = 1.0 / window.iter().sum::<f32>();
+        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(config.fft_size);
+        let scratch = vec![Complex32::new(0.0, 0.0); fft.get_scratch_len()];
+        Self { time: vec![0.0; config.fft_size], window, gain, fft, scratch }
+    }
+
+    pub fn fft_size(&self) -> usize {
+        self.window.len()
+    }
+
+    /// Spectrum of `frame` (`fft_size` samples) into `out` (`fft_size / 2 + 1` bins), scaled by
+    /// 1/Σw. Audio thread or any other; no allocation.
+    pub fn analyse(&mut self, frame: &[f32], out: &mut [Complex32]) {
+        for ((t, x), w) in self.time.iter_mut().zip(frame).zip(&self.window) {
+            *t = x * w;
+        }
+        // Lengths are fixed at construction, so this cannot fail; ignoring the Result keeps
+        // the audio thread panic-free regardless.
+        let _ = self.fft.process_with_scratch(&mut self.time, out, &mut self.scratch);
+        for v in out.iter_mut() {
+            *v = Complex32::new(flush_tiny(v.re * self.gain), flush_tiny(v.im * self.gain));
+        }
+    }
+}
+
 /// Multichannel streaming STFT. Built off the audio thread; `process`/`reset` run on it.
 pub struct StreamingStft {
     fft_size: usize,
     hop: usize,
     channels: usize,
-    window: Vec<f32>,
+    analyzer: FrameAnalyzer,
     /// Per in-frame position: synthesis window / (overlap-add sum · inverse-FFT scale).
     synthesis_gain: Vec<f32>,
-    forward_gain: f32,
-    fft: Arc<dyn RealToComplex<f32>>,
     ifft: Arc<dyn ComplexToReal<f32>>,
     /// Per channel: the last `fft_size` input samples (newest at the end).
     frames: Vec<Vec<f32>>,
@@ -49,24 +86,19 @@ impl StreamingStft {
     /// thread: every buffer is sized here so that `process` never allocates.
     pub fn new(config: &StftConfig, channels: usize) -> Self {
         let (n, hop) = (config.fft_size, config.hop);
-        let mut planner = RealFftPlanner::<f32>::new();
-        let fft = planner.plan_fft_forward(n);
-        let ifft = planner.plan_fft_inverse(n);
+        let ifft = RealFftPlanner::<f32>::new().plan_fft_inverse(n);
         let window = config.window.coefficients(n);
         let window_sum: f32 = window.iter().sum();
         let ola = overlap_add_sum(config.window, n, hop);
         // Forward scaled by 1/Σw; realfft's inverse is unnormalised (×n): undo both.
         let synthesis_gain = (0..n).map(|i| window[i] * window_sum / n as f32 / ola[i % hop]).collect();
-        let scratch_len = fft.get_scratch_len().max(ifft.get_scratch_len());
         let mut stft = Self {
             fft_size: n,
             hop,
             channels,
-            window,
+            analyzer: FrameAnalyzer::new(config),
             synthesis_gain,
-            forward_gain: 1.0 / window_sum,
-            fft,
-            ifft,
+            ifft: Arc::clone(&ifft),
             frames: vec![vec![0.0; n]; channels],
             accumulators: vec![vec![0.0; n]; channels],
             fifos: vec![vec![0.0; 2 * hop]; channels],
@@ -75,7 +107,7 @@ impl StreamingStft {
             fill: 0,
             spectra: vec![vec![Complex32::new(0.0, 0.0); n / 2 + 1]; channels],
             time_scratch: vec![0.0; n],
-            fft_scratch: vec![Complex32::new(0.0, 0.0); scratch_len],
+            fft_scratch: vec![Complex32::new(0.0, 0.0); ifft.get_scratch_len()],
         };
         stft.reset();
         stft
@@ -150,15 +182,7 @@ impl StreamingStft {
 
     fn analyse(&mut self) {
         for c in 0..self.channels {
-            for ((t, x), w) in self.time_scratch.iter_mut().zip(&self.frames[c]).zip(&self.window) {
-                *t = x * w;
-            }
-            // Lengths are fixed at construction, so this cannot fail; ignoring the Result
-            // keeps the audio thread panic-free regardless.
-            let _ = self.fft.process_with_scratch(&mut self.time_scratch, &mut self.spectra[c], &mut self.fft_scratch);
-            for v in self.spectra[c].iter_mut() {
-                *v = Complex32::new(flush_tiny(v.re * self.forward_gain), flush_tiny(v.im * self.forward_gain));
-            }
+            self.analyzer.analyse(&self.frames[c], &mut self.spectra[c]);
             self.frames[c].copy_within(self.hop.., 0);
         }
     }
