@@ -1,0 +1,46 @@
+//! Small per-sample helpers for the audio thread.
+
+/// Largest input magnitude passed to the engine (+30 dBFS). Hotter samples are legal floats but
+/// only come from broken upstream gain staging; clamping keeps the STFT and the network in a
+/// range where they stay finite.
+pub const MAX_INPUT: f32 = 31.6;
+
+/// Replaces NaN/Inf with silence and clamps to +-[`MAX_INPUT`], in place. Returns whether
+/// anything had to be replaced or clamped.
+/// Audio thread: no allocation, no branches that depend on the block size.
+pub fn sanitize(channels: &mut [&mut [f32]]) -> bool {
+    let mut fixed = false;
+    for ch in channels.iter_mut() {
+        for x in ch.iter_mut() {
+            let v = *x;
+            let clean = if v.is_finite() { v.clamp(-MAX_INPUT, MAX_INPUT) } else { 0.0 };
+            fixed |= clean != v;
+            *x = clean;
+        }
+    }
+    fixed
+}
+
+/// Fills every channel with zeros. Audio thread.
+pub fn silence(channels: &mut [&mut [f32]]) {
+    for ch in channels.iter_mut() {
+        ch.fill(0.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_replaces_non_finite_and_clamps() {
+        let mut a = [0.5, f32::NAN, f32::INFINITY, -1e9, f32::NEG_INFINITY, -0.25];
+        let mut chans: [&mut [f32]; 1] = [&mut a];
+        assert!(sanitize(&mut chans));
+        assert_eq!(a, [0.5, 0.0, 0.0, -MAX_INPUT, 0.0, -0.25]);
+        let mut b = [0.1f32, -1.0, 1.0];
+        let mut chans: [&mut [f32]; 1] = [&mut b];
+        assert!(!sanitize(&mut chans));
+        assert_eq!(b, [0.1, -1.0, 1.0]);
+    }
+}

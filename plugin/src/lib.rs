@@ -1,0 +1,252 @@
+//! Isola: real-time vocal isolation as a CLAP and VST3 plugin.
+//!
+//! This file is host glue only: layouts, lifecycle and the process callback. Parameters and the
+//! persisted weights path live in [`params`], weights loading and the model hand-over in
+//! [`model`], per-sample helpers in [`dsp`]. The separation itself is `isola_engine`.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use nice_plug::prelude::*;
+
+pub mod dsp;
+pub mod model;
+pub mod params;
+
+use model::{Loader, ModelSlot, PollAction};
+use params::IsolaParams;
+
+/// Names of the two auxiliary outputs, in port order.
+pub const AUX_OUTPUT_NAMES: [&str; 2] = ["Vocals", "Accompaniment"];
+
+/// Work the audio thread hands to nice-plug's background thread (no heap data, as required).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// Load the weights file currently chosen in [`params::WeightsPath`].
+    LoadWeights,
+    /// Drop models the audio thread retired.
+    DropRetired,
+}
+
+/// The buffer geometry a separator was prepared for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Prepared {
+    sample_rate: f32,
+    max_block: usize,
+    channels: usize,
+}
+
+pub struct Isola {
+    params: Arc<IsolaParams>,
+    loader: Arc<Loader>,
+    slot: ModelSlot,
+    prepared: Option<Prepared>,
+}
+
+impl Default for Isola {
+    fn default() -> Self {
+        let params = Arc::new(IsolaParams::default());
+        let (loader, slot) = model::channel(params.clone());
+        Self { params, loader, slot, prepared: None }
+    }
+}
+
+impl Isola {
+    /// Loading status (active model, last error) for a GUI. Any thread but the audio thread.
+    pub fn loader(&self) -> Arc<Loader> {
+        self.loader.clone()
+    }
+
+    /// Latency of the prepared separator in samples (0 before the first activation).
+    pub fn latency_samples(&self) -> usize {
+        self.slot.sep.as_ref().map_or(0, |s| s.latency_samples())
+    }
+
+    /// Makes sure a separator for `want` runs the chosen weights. Called from `activate()`
+    /// (never the audio thread): all loading and allocation happens here. An unreadable custom
+    /// file keeps the previous model (or the embedded default) and records the error.
+    fn ensure_separator(&mut self, want: Prepared) -> Result<(), model::LoadError> {
+        let (path, generation) = self.params.weights_path.snapshot();
+        // Served from here on, whatever the outcome: do not retry a failing file every block.
+        self.slot.set_requested_generation(generation);
+
+        let running_path = self.slot.info.as_ref().map(|i| i.path.clone());
+        let mut new_info = None;
+        if running_path.as_ref() != Some(&path) {
+            match model::load_weights(path.as_deref()) {
+                Ok(info) => new_info = Some(info),
+                Err(e) => self.loader.set_error(e),
+            }
+        }
+        if new_info.is_none() && self.prepared == Some(want) && self.slot.sep.is_some() {
+            return Ok(()); // Same model, same geometry: keep the running separator.
+        }
+
+        // The requested model, else the running one, else (parsed only if needed) the default.
+        let current = self.slot.info.as_deref().cloned();
+        let fallback = std::iter::once_with(|| model::load_weights(None).ok());
+        let candidates = [new_info, current].into_iter().chain(fallback).flatten();
+        let mut last_err = model::LoadError("no usable weights".into());
+        for info in candidates {
+            match model::build_separator(&info, want.sample_rate, want.max_block, want.channels) {
+                Ok(sep) => {
+                    self.loader.set_ok(info.name.clone());
+                    self.slot.install(sep, info);
+                    self.prepared = Some(want);
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.loader.set_error(e.clone());
+                    last_err = e;
+                }
+            }
+        }
+        Err(last_err)
+    }
+}
+
+impl Plugin for Isola {
+    const NAME: &'static str = "Isola";
+    const VENDOR: &'static str = "Isola contributors";
+    const URL: &'static str = "https://example.invalid/isola";
+    const EMAIL: &'static str = "isola@example.invalid";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+
+    // Stereo first (the default layout hosts fall back to), then mono. Each stem gets its own
+    // output bus with the main bus's channel count so it can be routed to a mixer channel.
+    const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[
+        AudioIOLayout {
+            main_input_channels: NonZeroU32::new(2),
+            main_output_channels: NonZeroU32::new(2),
+            aux_output_ports: &[new_nonzero_u32(2), new_nonzero_u32(2)],
+            names: PortNames {
+                layout: Some("Stereo"),
+                main_input: Some("Input"),
+                main_output: Some("Output"),
+                aux_inputs: &[],
+                aux_outputs: &AUX_OUTPUT_NAMES,
+            },
+            ..AudioIOLayout::const_default()
+        },
+        AudioIOLayout {
+            main_input_channels: NonZeroU32::new(1),
+            main_output_channels: NonZeroU32::new(1),
+            aux_output_ports: &[new_nonzero_u32(1), new_nonzero_u32(1)],
+            names: PortNames {
+                layout: Some("Mono"),
+                main_input: Some("Input"),
+                main_output: Some("Output"),
+                aux_inputs: &[],
+                aux_outputs: &AUX_OUTPUT_NAMES,
+            },
+            ..AudioIOLayout::const_default()
+        },
+    ];
+
+    // Parameter events split the block, so a change starts at its own sample.
+    const SAMPLE_ACCURATE_AUTOMATION: bool = true;
+
+    type Editor = ();
+    type SysExMessage = ();
+    type BackgroundTask = Task;
+
+    fn params(&self) -> Arc<dyn Params> {
+        self.params.clone()
+    }
+
+    fn task_executor(&mut self) -> TaskExecutor<Self> {
+        let loader = self.loader.clone();
+        Box::new(move |task| match task {
+            Task::LoadWeights => loader.load_requested(),
+            Task::DropRetired => loader.drop_retired(),
+        })
+    }
+
+    fn filter_state(state: &mut PluginState) {
+        params::sanitize_state(state);
+    }
+
+    fn activate(
+        &mut self,
+        audio_io_layout: &AudioIOLayout,
+        buffer_config: &BufferConfig,
+        context: &mut impl ActivateContext<Self>,
+    ) -> bool {
+        self.loader.drop_retired();
+        let want = Prepared {
+            sample_rate: buffer_config.sample_rate,
+            // The engine chunks any block internally; this only sizes its scratch buffers.
+            max_block: buffer_config.max_buffer_size.max(1) as usize,
+            channels: audio_io_layout.main_output_channels.map_or(2, NonZeroU32::get) as usize,
+        };
+        // Every buffer the audio thread touches is sized here (the engine's `prepare` for the
+        // host's sample rate and channel count), so `process` never allocates.
+        if let Err(e) = self.ensure_separator(want) {
+            nice_error!("Isola cannot activate: {e}");
+            return false;
+        }
+        // Exact engine latency; nice-plug tells the host (and restarts it if it changed).
+        context.set_latency_samples(self.latency_samples() as u32);
+        true
+    }
+
+    /// Audio thread (nice-plug calls it after `activate()` and on host resets): no allocation.
+    fn reset(&mut self) {
+        if let Some(sep) = self.slot.sep.as_mut() {
+            sep.reset();
+        }
+    }
+
+    /// Audio thread: never allocates, locks, logs or blocks. All buffers were sized in
+    /// `activate()` (the engine's `prepare`), the model queues are lock-free.
+    fn process(
+        &mut self,
+        buffer: &mut Buffer,
+        aux: &mut AuxiliaryBuffers,
+        context: &mut impl ProcessContext<Self>,
+    ) -> ProcessStatus {
+        match self.slot.poll(self.params.weights_path.generation()) {
+            PollAction::Nothing => {}
+            PollAction::StartLoad => context.execute_background(Task::LoadWeights),
+            PollAction::DropRetired => context.execute_background(Task::DropRetired),
+            PollAction::Restart => context.request_restart(),
+        }
+
+        let main = buffer.as_slice();
+        let (vocals, accompaniment) = match aux.outputs {
+            [v, a, ..] => (Some(v.as_slice()), Some(a.as_slice())),
+            _ => (None, None),
+        };
+        let Some(sep) = self.slot.sep.as_mut() else {
+            // Not activated successfully: output silence rather than stale host memory.
+            dsp::silence(main);
+            vocals.map(dsp::silence);
+            accompaniment.map(dsp::silence);
+            return ProcessStatus::Normal;
+        };
+        // The engine also guards, but garbage never leaves the glue layer.
+        dsp::sanitize(main);
+        let params = self.params.separator_params();
+        sep.process(main, vocals, accompaniment, &params);
+        // The delay line still holds audio after the input goes quiet.
+        ProcessStatus::Tail(sep.latency_samples() as u32)
+    }
+}
+
+impl ClapPlugin for Isola {
+    const CLAP_ID: &'static str = "org.isola.vocal-isolator";
+    const CLAP_DESCRIPTION: Option<&'static str> =
+        Some("Real-time vocal isolation: vocals and accompaniment as separate outputs");
+    const CLAP_MANUAL_URL: Option<&'static str> = None;
+    const CLAP_SUPPORT_URL: Option<&'static str> = None;
+    const CLAP_FEATURES: &'static [ClapFeature] =
+        &[ClapFeature::AudioEffect, ClapFeature::Stereo, ClapFeature::Mono, ClapFeature::Utility, ClapFeature::Mixing];
+}
+
+impl Vst3Plugin for Isola {
+    const VST3_CLASS_ID: [u8; 16] = *b"IsolaVocalIsoltr";
+    const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] = &[Vst3SubCategory::Fx, Vst3SubCategory::Tools];
+}
+
+nice_export_clap!(Isola);
+nice_export_vst3!(Isola);

@@ -1,0 +1,445 @@
+//! Weights loading (never on the audio thread) and the lock-free hand-over of models between the
+//! loader and the audio thread.
+//!
+//! Flow: a new weights path (state restore, or the future editor) bumps
+//! [`WeightsPath::generation`](crate::params::WeightsPath). The audio thread notices it in
+//! [`ModelSlot::poll`] and asks the background executor to run [`Loader::load_requested`], which
+//! parses the file and builds the real-time network. A network that fits the running
+//! [`Separator`]'s STFT grid goes through the `ready` queue and is swapped in by the engine at the
+//! next frame boundary (no click, no reset). One that does not fit needs a new latency, so the
+//! audio thread asks the host for a restart and `activate()` rebuilds the separator. Every retired
+//! object goes back through the `retired` queue and is dropped by the background executor. An
+//! invalid file changes nothing but the error message in [`LoadStatus`].
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use isola_engine::rt::{RtMaskNet, Separator};
+use isola_engine::weights::Weights;
+use rtrb::{Consumer, Producer, RingBuffer};
+
+use crate::params::WeightsPath;
+
+/// The default weights, embedded in the plugin binary.
+/// PLACEHOLDER until the default-weights issue lands: `assets/weights/default.safetensors` is an
+/// untrained, deterministic random initialisation (see `cargo run -p isola-engine --example
+/// placeholder_weights`); it separates nothing useful yet but exercises the whole path.
+pub static DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../assets/weights/default.safetensors");
+
+/// Capacity of the loader -> audio thread queue: one load in flight plus one superseding it.
+const READY_CAPACITY: usize = 4;
+/// Capacity of the audio thread -> dropper queue: a net, its info and a stale load at once.
+const RETIRED_CAPACITY: usize = 16;
+
+/// Where a model came from; `None` path = embedded default.
+#[derive(Clone)]
+pub struct ModelInfo {
+    pub path: Option<String>,
+    pub name: String,
+    pub weights: Arc<Weights>,
+}
+
+/// A model built off the audio thread, waiting to be swapped in.
+pub struct ReadyModel {
+    /// `Option`s so the audio thread can move the boxes out (pointer moves, no heap traffic)
+    /// and retire the shell.
+    pub net: Option<Box<RtMaskNet>>,
+    pub info: Option<Box<ModelInfo>>,
+    /// The `WeightsPath` generation this load answers.
+    pub generation: u64,
+}
+
+/// Things the audio thread must not drop (they free memory).
+pub enum Retired {
+    Net(Box<RtMaskNet>),
+    Ready(Box<ReadyModel>),
+    Info(Box<ModelInfo>),
+}
+
+/// A readable loading error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadError(pub String);
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// What a GUI (or a test) shows about the model.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadStatus {
+    /// Name of the model that is running (or about to be swapped in).
+    pub active: String,
+    /// The last loading error, cleared by the next successful load.
+    pub last_error: Option<String>,
+}
+
+/// Loads weights from a path or the embedded default. Allocates and does IO: never call it on
+/// the audio thread.
+pub fn load_weights(path: Option<&str>) -> Result<ModelInfo, LoadError> {
+    let (weights, name) = match path {
+        None => (
+            Weights::from_bytes(DEFAULT_WEIGHTS)
+                .map_err(|e| LoadError(format!("embedded default weights are invalid: {e}")))?,
+            "default (embedded)".to_owned(),
+        ),
+        Some(p) => (Weights::load(p).map_err(|e| LoadError(format!("cannot load weights '{p}': {e}")))?, p.to_owned()),
+    };
+    let name = if weights.meta.provenance.name.is_empty() {
+        name
+    } else {
+        format!("{} ({name})", weights.meta.provenance.name)
+    };
+    Ok(ModelInfo { path: path.map(str::to_owned), name, weights: Arc::new(weights) })
+}
+
+/// Builds the real-time network for loaded weights. Allocates: never on the audio thread.
+pub fn build_net(info: &ModelInfo) -> Result<Box<RtMaskNet>, LoadError> {
+    RtMaskNet::new(&info.weights)
+        .map(Box::new)
+        .map_err(|e| LoadError(format!("weights '{}' do not fit the engine: {e}", info.name)))
+}
+
+/// Builds and prepares a separator. Allocates: only from `activate()` or a background thread.
+pub fn build_separator(
+    info: &ModelInfo,
+    sample_rate: f32,
+    max_block: usize,
+    channels: usize,
+) -> Result<Box<Separator>, LoadError> {
+    let net = build_net(info)?;
+    let mut sep = Box::new(Separator::new(*net));
+    sep.prepare(sample_rate, max_block, channels).map_err(|e| {
+        LoadError(format!("cannot run '{}' at {sample_rate} Hz, {channels} channel(s): {e}", info.name))
+    })?;
+    Ok(sep)
+}
+
+/// The loader's side, shared with the background executor (and a future editor).
+pub struct Loader {
+    params: Arc<crate::params::IsolaParams>,
+    ready_tx: Mutex<Producer<Box<ReadyModel>>>,
+    retired_rx: Mutex<Consumer<Retired>>,
+    status: Mutex<LoadStatus>,
+}
+
+impl Loader {
+    fn path(&self) -> &WeightsPath {
+        &self.params.weights_path
+    }
+
+    /// Loads the currently requested weights and queues them for the audio thread. Runs on the
+    /// background executor thread.
+    pub fn load_requested(&self) {
+        let (path, generation) = self.path().snapshot();
+        let built = load_weights(path.as_deref()).and_then(|info| {
+            let net = build_net(&info)?;
+            Ok(Box::new(ReadyModel { net: Some(net), info: Some(Box::new(info)), generation }))
+        });
+        match built {
+            Ok(ready) => {
+                let name = ready.info.as_ref().map(|i| i.name.clone()).unwrap_or_default();
+                let pushed = self.ready_tx.lock().unwrap_or_else(|e| e.into_inner()).push(ready).is_ok();
+                if pushed {
+                    self.set_ok(name);
+                } else {
+                    // Only when loads pile up faster than blocks are processed; the newest
+                    // request is retried at the next generation change.
+                    self.set_error(LoadError("model queue full, weights not swapped; choose the file again".into()));
+                }
+            }
+            Err(e) => self.set_error(e),
+        }
+        self.drop_retired();
+    }
+
+    /// Drops everything the audio thread retired. Runs on the background executor thread (or
+    /// in `activate()` / `deactivate()`).
+    pub fn drop_retired(&self) {
+        let mut rx = self.retired_rx.lock().unwrap_or_else(|e| e.into_inner());
+        while let Ok(item) = rx.pop() {
+            drop(item);
+        }
+    }
+
+    pub fn status(&self) -> LoadStatus {
+        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_ok(&self, active: String) {
+        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        s.active = active;
+        s.last_error = None;
+    }
+
+    pub fn set_error(&self, e: LoadError) {
+        nice_plug::nice_error!("Isola: {e}");
+        self.status.lock().unwrap_or_else(|e| e.into_inner()).last_error = Some(e.to_string());
+    }
+}
+
+/// What [`ModelSlot::poll`] asks the host glue to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollAction {
+    Nothing,
+    /// Schedule [`Loader::load_requested`] on the background executor.
+    StartLoad,
+    /// Schedule [`Loader::drop_retired`] on the background executor.
+    DropRetired,
+    /// The new model needs a different STFT grid (latency): ask the host to restart.
+    Restart,
+}
+
+/// The audio thread's side: the running separator and the queue ends.
+pub struct ModelSlot {
+    pub sep: Option<Box<Separator>>,
+    /// The model the separator runs (kept so `activate()` can rebuild at a new sample rate).
+    pub info: Option<Box<ModelInfo>>,
+    ready_rx: Consumer<Box<ReadyModel>>,
+    retired_tx: Producer<Retired>,
+    /// Latest `WeightsPath` generation a load was requested (or done) for.
+    requested_generation: u64,
+    /// A retired object waiting for room in the queue (kept rather than dropped here).
+    pending_retire: Option<Retired>,
+    /// Something was queued for dropping during the current `poll`.
+    retired_now: bool,
+}
+
+/// Creates the shared loader and the audio-thread slot, connected by two queues.
+/// Runs once per plugin instance (never on the audio thread).
+pub fn channel(params: Arc<crate::params::IsolaParams>) -> (Arc<Loader>, ModelSlot) {
+    // Both queues are sized here for the instance's lifetime: the audio thread only moves
+    // boxes through them (pointer-sized pushes and pops), so `process` never allocates.
+    let (ready_tx, ready_rx) = RingBuffer::new(READY_CAPACITY);
+    let (retired_tx, retired_rx) = RingBuffer::new(RETIRED_CAPACITY);
+    let requested_generation = params.weights_path.generation();
+    (
+        Arc::new(Loader {
+            params,
+            ready_tx: Mutex::new(ready_tx),
+            retired_rx: Mutex::new(retired_rx),
+            status: Mutex::new(LoadStatus::default()),
+        }),
+        ModelSlot {
+            sep: None,
+            info: None,
+            ready_rx,
+            retired_tx,
+            requested_generation,
+            pending_retire: None,
+            retired_now: false,
+        },
+    )
+}
+
+impl ModelSlot {
+    /// Marks `generation` as served (called by `activate()` after a synchronous load).
+    pub fn set_requested_generation(&mut self, generation: u64) {
+        self.requested_generation = generation;
+    }
+
+    /// Installs a freshly prepared separator. Not for the audio thread: drops the old one here.
+    pub fn install(&mut self, sep: Box<Separator>, info: ModelInfo) {
+        self.sep = Some(sep);
+        self.info = Some(Box::new(info));
+        // Loads that were in flight target the old separator; `activate()` already served the
+        // current generation, so anything queued is stale.
+        while let Ok(stale) = self.ready_rx.pop() {
+            drop(stale);
+        }
+    }
+
+    /// Handles weights requests, finished loads and retired models.
+    /// Audio thread: never allocates, locks or blocks (queue pops/pushes and atomics only).
+    pub fn poll(&mut self, current_generation: u64) -> PollAction {
+        let mut action = PollAction::Nothing;
+        self.retired_now = false;
+        if current_generation != self.requested_generation {
+            self.requested_generation = current_generation;
+            action = PollAction::StartLoad;
+        }
+        // A swap retires up to three objects: only take a ready model when they all fit, so
+        // `retire` never runs out of room.
+        let room = self.pending_retire.is_none() && self.retired_tx.slots() >= 3;
+        if room && let Ok(mut ready) = self.ready_rx.pop() {
+            let fits = match (&self.sep, &ready.net) {
+                (Some(sep), Some(net)) => sep.accepts(net),
+                _ => false,
+            };
+            if ready.generation != self.requested_generation {
+                // Superseded by a newer request while loading.
+                self.retire(Retired::Ready(ready));
+            } else if !fits {
+                // Different grid (latency): `activate()` rebuilds from the persisted path.
+                self.retire(Retired::Ready(ready));
+                return PollAction::Restart;
+            } else if let (Some(sep), Some(net), Some(info)) = (self.sep.as_mut(), ready.net.take(), ready.info.take())
+            {
+                match sep.queue_model(net) {
+                    Ok(()) => {
+                        if let Some(old) = self.info.replace(info) {
+                            self.retire(Retired::Info(old));
+                        }
+                    }
+                    Err(net) => {
+                        self.retire(Retired::Net(net));
+                        self.retire(Retired::Info(info));
+                    }
+                }
+                self.retire(Retired::Ready(ready));
+            } else {
+                self.retire(Retired::Ready(ready));
+            }
+        }
+        // The engine keeps one retired net until taken; take it only when it can be queued.
+        if self.pending_retire.is_none()
+            && self.retired_tx.slots() > 0
+            && let Some(net) = self.sep.as_mut().and_then(|s| s.take_retired_model())
+        {
+            self.retire(Retired::Net(net));
+        }
+        if let Some(item) = self.pending_retire.take() {
+            self.retire(item);
+        }
+        if action == PollAction::Nothing && self.retired_now {
+            action = PollAction::DropRetired;
+        }
+        action
+    }
+
+    /// Queues an object for dropping off the audio thread. Audio thread: no allocation.
+    fn retire(&mut self, item: Retired) {
+        self.retired_now = true;
+        if let Err(rtrb::PushError::Full(item)) = self.retired_tx.push(item) {
+            // Unreachable by construction (`poll` checks for room first); keeping it back is
+            // still better than freeing memory on the audio thread.
+            debug_assert!(self.pending_retire.is_none(), "retire queue overflow");
+            if let Some(old) = self.pending_retire.replace(item) {
+                // Leak rather than deallocate on the audio thread.
+                std::mem::forget(old);
+            }
+        }
+    }
+
+    /// Drops the separator and model here. Not for the audio thread (`deactivate`, tests).
+    pub fn clear(&mut self) {
+        self.sep = None;
+        self.info = None;
+        self.pending_retire = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::IsolaParams;
+    use isola_engine::weights::random_weights;
+    use isola_engine::{ModelConfig, StftConfig};
+
+    fn temp_dir(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("isola-model-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// Processes `blocks` blocks of a test tone through the slot's separator.
+    fn run(slot: &mut ModelSlot, blocks: usize) -> Vec<f32> {
+        let mut out = Vec::new();
+        let params = isola_engine::rt::SeparatorParams::default();
+        for b in 0..blocks {
+            let mut l: Vec<f32> = (0..256).map(|i| ((b * 256 + i) as f32 * 0.05).sin() * 0.3).collect();
+            let mut r = l.clone();
+            let mut v = [vec![0.0; 256], vec![0.0; 256]];
+            let mut a = [vec![0.0; 256], vec![0.0; 256]];
+            {
+                let mut main: [&mut [f32]; 2] = [&mut l, &mut r];
+                let (v0, v1) = v.split_at_mut(1);
+                let mut vs: [&mut [f32]; 2] = [&mut v0[0], &mut v1[0]];
+                let (a0, a1) = a.split_at_mut(1);
+                let mut accs: [&mut [f32]; 2] = [&mut a0[0], &mut a1[0]];
+                slot.sep.as_mut().unwrap().process(&mut main, Some(&mut vs), Some(&mut accs), &params);
+            }
+            out.extend_from_slice(&v[0]);
+        }
+        out
+    }
+
+    #[test]
+    fn unreadable_weights_give_readable_errors() {
+        let missing = load_weights(Some("/definitely/not/here.safetensors")).err().unwrap();
+        assert!(missing.0.contains("cannot load weights '/definitely/not/here.safetensors'"), "{missing}");
+        let dir = temp_dir("errors");
+        let bad = dir.join("bad.safetensors");
+        std::fs::write(&bad, b"garbage").unwrap();
+        let err = load_weights(Some(bad.to_str().unwrap())).err().unwrap();
+        assert!(err.0.starts_with("cannot load weights"), "{err}");
+        assert!(err.0.len() > "cannot load weights ''".len() + bad.to_str().unwrap().len());
+        let default = load_weights(None).unwrap();
+        assert!(default.name.contains("default (embedded)"), "{}", default.name);
+        assert!(default.path.is_none());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn slot_swaps_models_keeps_running_on_errors_and_asks_for_restart_on_new_grid() {
+        let params = Arc::new(IsolaParams::default());
+        let (loader, mut slot) = channel(params.clone());
+        let info = load_weights(None).unwrap();
+        let sep = build_separator(&info, 48_000.0, 256, 2).unwrap();
+        slot.install(sep, info.clone());
+        slot.set_requested_generation(params.weights_path.generation());
+        assert_eq!(slot.poll(params.weights_path.generation()), PollAction::Nothing);
+        let before = run(&mut slot, 20);
+
+        // Same grid, different weights: swapped at a frame boundary, old net retired.
+        let dir = temp_dir("swap");
+        let custom = dir.join("custom.safetensors");
+        random_weights(info.weights.meta.model, info.weights.meta.stft, 99).save(&custom).unwrap();
+        params.weights_path.choose(Some(custom.to_string_lossy().into_owned()));
+        assert_eq!(slot.poll(params.weights_path.generation()), PollAction::StartLoad);
+        loader.load_requested();
+        let st = loader.status();
+        assert!(st.active.contains("custom.safetensors"), "{st:?}");
+        assert_eq!(st.last_error, None);
+        let gen_now = params.weights_path.generation();
+        // Picks up the ready model (retiring its shell and the old info).
+        assert_eq!(slot.poll(gen_now), PollAction::DropRetired);
+        let _ = run(&mut slot, 2); // crosses a frame boundary: the engine swaps
+        assert_eq!(slot.poll(gen_now), PollAction::DropRetired, "old net not retired");
+        loader.drop_retired();
+        assert_eq!(slot.poll(gen_now), PollAction::Nothing);
+        assert_eq!(slot.info.as_ref().unwrap().path.as_deref(), custom.to_str());
+        let after = run(&mut slot, 20);
+        assert!(
+            before.iter().zip(&after).any(|(a, b)| (a - b).abs() > 1e-5),
+            "the swapped model produces the same stems"
+        );
+
+        // An invalid file: error surfaced, nothing queued, the custom model keeps running.
+        let bad = dir.join("bad.safetensors");
+        std::fs::write(&bad, b"nope").unwrap();
+        params.weights_path.choose(Some(bad.to_string_lossy().into_owned()));
+        assert_eq!(slot.poll(params.weights_path.generation()), PollAction::StartLoad);
+        loader.load_requested();
+        let st = loader.status();
+        assert!(st.last_error.as_deref().unwrap().contains("bad.safetensors"), "{st:?}");
+        assert!(st.active.contains("custom.safetensors"));
+        assert_eq!(slot.poll(params.weights_path.generation()), PollAction::Nothing);
+        assert_eq!(slot.info.as_ref().unwrap().path.as_deref(), custom.to_str());
+
+        // Another STFT grid: cannot be swapped in place, the host must restart us.
+        let stft = StftConfig { fft_size: 2048, hop: 512, ..StftConfig::default() };
+        let wide = dir.join("wide.safetensors");
+        random_weights(ModelConfig::light(&stft), stft, 5).save(&wide).unwrap();
+        params.weights_path.choose(Some(wide.to_string_lossy().into_owned()));
+        assert_eq!(slot.poll(params.weights_path.generation()), PollAction::StartLoad);
+        loader.load_requested();
+        assert_eq!(slot.poll(params.weights_path.generation()), PollAction::Restart);
+        assert_eq!(slot.info.as_ref().unwrap().path.as_deref(), custom.to_str());
+        loader.drop_retired();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,187 @@
+//! Shared helpers for the host tests: building the plugin library the way a user gets it, and
+//! synthetic test audio (no recordings, no downloaded data).
+#![allow(dead_code)]
+
+pub mod clap;
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// Builds the `isola-plugin` cdylib with the profile of this test binary (debug tests → debug
+/// plugin, with nice-plug's `assert_process_allocs`) and returns the shared library's path.
+/// `cargo test` only builds the rlib, so the test must do this itself; any failure panics, so a
+/// missing library fails the test instead of skipping it.
+pub fn plugin_library() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let cargo = env!("CARGO");
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "isola-plugin", "--lib", "--message-format=json-render-diagnostics"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let mut child = cmd.spawn().expect("cannot run cargo to build the plugin library");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lib = None;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.expect("reading cargo output");
+            let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+            if msg["reason"] != "compiler-artifact" || msg["target"]["name"] != "isola_plugin" {
+                continue;
+            }
+            let is_cdylib = msg["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "cdylib"));
+            if !is_cdylib {
+                continue;
+            }
+            for f in msg["filenames"].as_array().into_iter().flatten() {
+                let f = f.as_str().unwrap_or_default();
+                if f.ends_with(".so") || f.ends_with(".dylib") || f.ends_with(".dll") {
+                    lib = Some(PathBuf::from(f));
+                }
+            }
+        }
+        let status = child.wait().expect("waiting for cargo");
+        assert!(status.success(), "building the isola-plugin cdylib failed: {status}");
+        let lib = lib.expect("cargo did not report an isola_plugin cdylib artifact");
+        assert!(lib.is_file(), "plugin library {} is missing", lib.display());
+        lib
+    })
+}
+
+/// Lays out a bundle the way `cargo xtask bundle` does (`Isola.clap` is the library itself on
+/// Linux/Windows; `Isola.vst3/Contents/<arch>-<os>/Isola.so`) in a fresh directory under the
+/// target's tmp dir, and returns the path to the `.clap` file or the `.vst3` module. Made
+/// once per test process: rewriting a library another test has loaded would crash it.
+pub fn bundle(kind: &str) -> PathBuf {
+    static CLAP: OnceLock<PathBuf> = OnceLock::new();
+    static VST3: OnceLock<PathBuf> = OnceLock::new();
+    let cell = match kind {
+        "clap" => &CLAP,
+        "vst3" => &VST3,
+        other => panic!("unknown bundle kind {other}"),
+    };
+    // Tests load and drop instances (and so the library) concurrently on many threads; the
+    // plugin links with `-z nodelete` (plugin/build.rs) so that is safe.
+    cell.get_or_init(|| make_bundle(kind)).clone()
+}
+
+fn make_bundle(kind: &str) -> PathBuf {
+    let lib = plugin_library();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("isola-bundle-{}-{kind}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("creating bundle dir");
+    let dest = match kind {
+        "clap" => dir.join("Isola.clap"),
+        "vst3" => {
+            let arch_dir = if cfg!(target_os = "windows") {
+                format!("{}-win", std::env::consts::ARCH)
+            } else if cfg!(target_os = "macos") {
+                "MacOS".to_owned()
+            } else {
+                format!("{}-linux", std::env::consts::ARCH)
+            };
+            let ext = if cfg!(target_os = "windows") { "vst3" } else { "so" };
+            let d = dir.join("Isola.vst3").join("Contents").join(arch_dir);
+            std::fs::create_dir_all(&d).expect("creating vst3 bundle dir");
+            d.join(format!("Isola.{ext}"))
+        }
+        other => panic!("unknown bundle kind {other}"),
+    };
+    std::fs::copy(lib, &dest).expect("copying the plugin library into the bundle");
+    dest
+}
+
+/// Deterministic xorshift noise in [-1, 1).
+pub struct Noise(u64);
+
+impl Noise {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+/// A sung-vowel-like signal: 20 harmonics of a 220 Hz fundamental with 5.5 Hz vibrato, shaped
+/// by three formants, phrased into 4 Hz syllables. Mono, peak around 0.3.
+pub fn voice(sample_rate: f32, len: usize) -> Vec<f32> {
+    let formants = [(700.0f32, 130.0f32), (1220.0, 70.0), (2600.0, 160.0)];
+    let mut phase = 0.0f32;
+    (0..len)
+        .map(|n| {
+            let t = n as f32 / sample_rate;
+            let f0 = 220.0 * (1.0 + 0.03 * (2.0 * std::f32::consts::PI * 5.5 * t).sin());
+            phase = (phase + f0 / sample_rate).fract();
+            let mut s = 0.0;
+            for h in 1..=20 {
+                let f = f0 * h as f32;
+                if f > sample_rate * 0.45 {
+                    break;
+                }
+                let amp: f32 =
+                    formants.iter().map(|&(fc, bw)| 1.0 / (1.0 + ((f - fc) / bw).powi(2))).sum::<f32>() / h as f32;
+                s += amp * (2.0 * std::f32::consts::PI * phase * h as f32).sin();
+            }
+            let syllable = 0.5 - 0.5 * (2.0 * std::f32::consts::PI * 4.0 * t).cos();
+            0.12 * s * (0.2 + 0.8 * syllable)
+        })
+        .collect()
+}
+
+/// Drums, bass and chords: a kick every 0.5 s, noise hi-hats on the off-beats, a 55 Hz bass
+/// and a sustained minor triad. Stereo (hi-hats and chords slightly panned), peak around 0.5.
+pub fn instruments(sample_rate: f32, len: usize) -> [Vec<f32>; 2] {
+    let mut noise = Noise::new(7);
+    let mut l = Vec::with_capacity(len);
+    let mut r = Vec::with_capacity(len);
+    let two_pi = 2.0 * std::f32::consts::PI;
+    for n in 0..len {
+        let t = n as f32 / sample_rate;
+        let beat = t % 0.5;
+        let kick = (two_pi * (50.0 * beat + 40.0 * (1.0 - (-beat * 30.0).exp()) / 30.0 * 3.0)).sin()
+            * (-beat * 12.0).exp()
+            * 0.35;
+        let off = (t + 0.25) % 0.5;
+        let hat = noise.next() * (-off * 60.0).exp() * 0.08;
+        let bass = (0..4).map(|k| (two_pi * 55.0 * (k + 1) as f32 * t).sin() / (k + 1) as f32).sum::<f32>() * 0.08;
+        let chord = [261.63f32, 311.13, 392.0]
+            .iter()
+            .map(|f| (two_pi * f * t).sin() + 0.3 * (two_pi * 2.0 * f * t).sin())
+            .sum::<f32>()
+            * 0.03;
+        l.push(kick + bass + 0.7 * hat + 1.2 * chord);
+        r.push(kick + bass + 1.3 * hat + 0.8 * chord);
+    }
+    [l, r]
+}
+
+/// Voice (centred) plus instruments, stereo.
+pub fn mixture(sample_rate: f32, len: usize) -> [Vec<f32>; 2] {
+    let v = voice(sample_rate, len);
+    let [mut l, mut r] = instruments(sample_rate, len);
+    for i in 0..len {
+        l[i] += v[i];
+        r[i] += v[i];
+    }
+    [l, r]
+}
+
+pub fn rms(x: &[f32]) -> f32 {
+    if x.is_empty() {
+        return 0.0;
+    }
+    (x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / x.len() as f64).sqrt() as f32
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
