@@ -1,0 +1,12 @@
+//! Audio buffers, decoding (symphonia), resampling (rubato), WAV writing
+//! (hound) and the on-disk decoded-audio cache.
+
+mod buffer;
+pub mod cache;
+pub mod decode;
+mod error;
+pub mod resample;
+pub mod wav;
+
+pub use buffer::Audio;
+pub use error::AudioError;

@@ -1,0 +1,87 @@
+//! `isola eval`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::{frames_bar, load_weights};
+use crate::audio::cache::AudioLoader;
+use crate::data::{DataSpec, LoadOptions, Source, discover, load_entries};
+use crate::eval::{evaluate, report};
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Weights file (.safetensors); the built-in default weights otherwise.
+    #[arg(long, value_name = "W")]
+    pub weights: Option<PathBuf>,
+    /// Data set folder with vocals/accompaniment tracks (repeatable; loose folders are ignored).
+    #[arg(long = "data", required = true, value_name = "DIR")]
+    pub data: Vec<DataSpec>,
+    /// Only tracks of this split (e.g. `test` of a MUSDB18 layout).
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Score only the first SECONDS of each track (quick checks).
+    #[arg(long, value_name = "SECONDS")]
+    pub max_seconds: Option<f64>,
+    /// Output folder for eval.json, eval.md and eval.png.
+    #[arg(long, short, default_value = "eval", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Decoded-audio cache folder (speeds up repeated runs).
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Skip unreadable or inconsistent tracks (listed) instead of failing.
+    #[arg(long)]
+    pub skip_bad: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
+    let weights = load_weights(args.weights.as_deref())?;
+    let (mut entries, mut problems) = (Vec::new(), Vec::new());
+    let mut loose = 0;
+    for spec in &args.data {
+        let (found, p) = discover(spec);
+        problems.extend(p);
+        for e in found {
+            if matches!(e.source, Source::Loose(..)) {
+                loose += 1;
+            } else if args.split.is_none() || e.split == args.split {
+                entries.push(e);
+            }
+        }
+    }
+    if loose > 0 && !args.quiet {
+        println!("ignoring {loose} loose vocal/instrumental file(s): eval needs aligned stems");
+    }
+    let loader = AudioLoader::new(None, args.cache.clone());
+    let mut data = load_entries(&entries, problems, &loader, LoadOptions { skip_bad: args.skip_bad })?;
+    for p in &data.skipped {
+        println!("skipped: {p}");
+    }
+    anyhow::ensure!(!data.tracks.is_empty(), "no tracks to evaluate");
+    if let Some(secs) = args.max_seconds {
+        for t in &mut data.tracks {
+            let n = ((secs * f64::from(t.vocals.sample_rate)) as usize).min(t.vocals.frames());
+            t.vocals = t.vocals.slice_padded(0, n);
+            t.accompaniment = t.accompaniment.slice_padded(0, n);
+        }
+    }
+    let bar = frames_bar(data.tracks.iter().map(|t| t.vocals.frames() as u64).sum(), args.quiet);
+    let result = evaluate(&data.tracks, &weights, &bar)?;
+    bar.finish_and_clear();
+
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let json = args.out.join("eval.json");
+    std::fs::write(&json, serde_json::to_string_pretty(&result)?)
+        .with_context(|| format!("cannot write {}", json.display()))?;
+    let md = report::markdown(&result);
+    std::fs::write(args.out.join("eval.md"), &md)
+        .with_context(|| format!("cannot write {}", args.out.join("eval.md").display()))?;
+    report::chart(&result, &args.out.join("eval.png"))?;
+    print!("{md}");
+    println!("\nwrote {}, eval.md and eval.png", json.display());
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! The `isola` command line (clap derive; doc comments are the help text).
+//!
+//! One submodule per command family: argument structs next to the code that runs them.
+
+mod data;
+mod eval;
+mod separate;
+mod train;
+mod weights;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use isola_engine::Weights;
+
+pub use self::data::{CheckArgs, DataCommand, SynthArgs};
+pub use self::eval::EvalArgs;
+pub use self::separate::SeparateArgs;
+pub use self::train::TrainArgs;
+pub use self::weights::{ExportArgs, InfoArgs};
+use crate::separate::default_weights;
+
+/// Isola: train, evaluate and use the vocal isolation model.
+#[derive(Debug, Parser)]
+#[command(name = "isola", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect data sets.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Split audio files into vocals and accompaniment.
+    ///
+    /// Writes OUT/<name>/vocals.wav and OUT/<name>/accompaniment.wav (32-bit float, the
+    /// input's rate and channels, latency removed, full length). Runs the engine's
+    /// streaming separator, the same code as the plugin. Mono and stereo inputs.
+    Separate(SeparateArgs),
+    /// Score the model against the mixture, mid/side and oracle-mask baselines.
+    ///
+    /// Per track and method: vocals and accompaniment SDR (BSSEval v4 as museval computes
+    /// it: 1 s windows, median over windows), SI-SDR and the MDX global SDR; then the
+    /// summary over tracks. The model runs through the engine's streaming separator at
+    /// each track's own rate. Writes OUT/eval.json, OUT/eval.md and OUT/eval.png.
+    Eval(EvalArgs),
+    /// Train the mask network (CPU by default; see --device).
+    ///
+    /// Settings come from --config FILE (TOML, every key optional; trainer/train.example.toml
+    /// lists them all with their defaults), overridden by the flags below. The run folder gets
+    /// checkpoint.safetensors (written atomically every --checkpoint-every steps and at each
+    /// epoch end), best.safetensors (best validation SDR), log.csv, loss.png and sdr.png.
+    /// --resume continues a stopped or killed run from its last checkpoint.
+    Train(TrainArgs),
+    /// Turn a training checkpoint into plugin-ready weights with full metadata.
+    Export(ExportArgs),
+    /// Print a weights file's metadata (model, STFT, provenance).
+    Info(InfoArgs),
+}
+
+/// Runs a parsed command line; the returned code is the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Data(DataCommand::Check(args)) => data::check(&args),
+        Command::Data(DataCommand::Synth(args)) => data::synth(&args).map(|()| ExitCode::SUCCESS),
+        Command::Separate(args) => separate::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Eval(args) => eval::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Train(args) => train::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Export(args) => weights::export(&args).map(|()| ExitCode::SUCCESS),
+        Command::Info(args) => weights::info(&args).map(|()| ExitCode::SUCCESS),
+    }
+}
+
+/// Loads `--weights`, or the built-in default.
+pub fn load_weights(path: Option<&Path>) -> anyhow::Result<Weights> {
+    match path {
+        Some(p) => Weights::load(p).with_context(|| format!("cannot load weights {}", p.display())),
+        None => default_weights().context("built-in default weights"),
+    }
+}
+
+/// A bar counting audio frames, hidden when `quiet`.
+pub fn frames_bar(total: u64, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:20!} [{bar:30}] {percent:>3}% {elapsed_precise} ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}

@@ -1,0 +1,195 @@
+//! Decoding discovered entries into vocals/accompaniment pairs and loose
+//! sources, with the validation that makes bad input an error naming the
+//! file: unreadable or corrupt files, NaN samples (both from the decoder),
+//! and stems whose rate or length disagree.
+
+use std::fmt;
+
+use super::discover::{Entry, LooseRole, Source};
+use crate::audio::cache::{AudioLoader, Decoded};
+use crate::audio::{Audio, AudioError};
+
+/// MUSDB18 `.stem.mp4` stream order: mixture, drums, bass, other, vocals.
+const MP4_VOCALS: usize = 4;
+const MP4_ACCOMPANIMENT: std::ops::Range<usize> = 1..4;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Skip bad entries (listing them in [`LoadedData::skipped`]) instead of
+    /// failing.
+    pub skip_bad: bool,
+}
+
+/// A track with aligned stems: same rate, channels and length; the mixture
+/// is `vocals + accompaniment`.
+#[derive(Debug, Clone)]
+pub struct TrackAudio {
+    pub name: String,
+    pub split: Option<String>,
+    pub vocals: Audio,
+    pub accompaniment: Audio,
+    /// Rate of the files before resampling.
+    pub source_rate: u32,
+}
+
+impl TrackAudio {
+    pub fn mixture(&self) -> Audio {
+        let mut m = self.vocals.clone();
+        m.add_assign(&self.accompaniment);
+        m
+    }
+}
+
+/// One loaded entry.
+#[derive(Debug, Clone)]
+pub enum Loaded {
+    Track(TrackAudio),
+    Loose { name: String, role: LooseRole, audio: Audio, source_rate: u32 },
+}
+
+impl Loaded {
+    pub fn source_rate(&self) -> u32 {
+        match self {
+            Loaded::Track(t) => t.source_rate,
+            Loaded::Loose { source_rate, .. } => *source_rate,
+        }
+    }
+    /// (channels, frames, seconds) of the loaded audio.
+    pub fn shape(&self) -> (usize, usize, f64) {
+        let a = match self {
+            Loaded::Track(t) => &t.vocals,
+            Loaded::Loose { audio, .. } => audio,
+        };
+        (a.n_channels(), a.frames(), a.duration_secs())
+    }
+}
+
+/// Everything loaded from the `--data` arguments.
+#[derive(Debug, Default)]
+pub struct LoadedData {
+    pub tracks: Vec<TrackAudio>,
+    pub vocals: Vec<(String, Audio)>,
+    pub instrumentals: Vec<(String, Audio)>,
+    /// Problems skipped under `--skip-bad` (empty otherwise).
+    pub skipped: Vec<AudioError>,
+}
+
+/// Every problem found, one per line; the error of a failed load.
+#[derive(Debug)]
+pub struct DataErrors(pub Vec<AudioError>);
+
+impl fmt::Display for DataErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} problem(s) in the data:", self.0.len())?;
+        for p in &self.0 {
+            writeln!(f, "  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DataErrors {}
+
+/// Loads and validates one entry.
+pub fn load_entry(entry: &Entry, loader: &AudioLoader) -> Result<Loaded, AudioError> {
+    match &entry.source {
+        Source::Loose(role, path) => {
+            let d = loader.load(path)?;
+            Ok(Loaded::Loose { name: entry.name.clone(), role: *role, audio: d.audio, source_rate: d.source_rate })
+        }
+        Source::Stems { vocals, accompaniment } => {
+            let mut stems = Vec::new();
+            for path in vocals.iter().chain(accompaniment) {
+                stems.push((path.display().to_string(), loader.load(path)?));
+            }
+            let dir = vocals[0].parent().unwrap_or(&vocals[0]).to_path_buf();
+            aligned_track(entry, &dir, stems, vocals.len())
+        }
+        Source::StemMp4(path) => {
+            let streams = loader.load_streams(path, None)?;
+            if streams.len() <= MP4_VOCALS {
+                let problem = format!("{} audio streams, a MUSDB18 .stem.mp4 has 5", streams.len());
+                return Err(AudioError::new(path, problem));
+            }
+            let mut stems = vec![(format!("stream {MP4_VOCALS} (vocals)"), streams[MP4_VOCALS].clone())];
+            for i in MP4_ACCOMPANIMENT {
+                stems.push((format!("stream {i}"), streams[i].clone()));
+            }
+            aligned_track(entry, path, stems, 1)
+        }
+    }
+}
+
+/// Checks that stems agree in rate and length, then sums the first
+/// `n_vocals` as vocals and the rest as accompaniment. Stems with fewer
+/// channels (a mono bass stem) are upmixed to the widest.
+fn aligned_track(
+    entry: &Entry,
+    location: &std::path::Path,
+    stems: Vec<(String, Decoded)>,
+    n_vocals: usize,
+) -> Result<Loaded, AudioError> {
+    let (first_name, first) = &stems[0];
+    for (name, s) in &stems[1..] {
+        if s.source_rate != first.source_rate {
+            let problem = format!(
+                "stems have different sample rates: {first_name} {} Hz, {name} {} Hz",
+                first.source_rate, s.source_rate
+            );
+            return Err(AudioError::new(location, problem));
+        }
+        if s.source_frames != first.source_frames {
+            let problem = format!(
+                "stems have different lengths: {first_name} {} samples, {name} {} samples",
+                first.source_frames, s.source_frames
+            );
+            return Err(AudioError::new(location, problem));
+        }
+    }
+    let n_ch = stems.iter().map(|(_, s)| s.audio.n_channels()).max().unwrap_or(1);
+    let sum = |part: &[(String, Decoded)]| {
+        let mut acc = part[0].1.audio.with_channels(n_ch);
+        for (_, s) in &part[1..] {
+            acc.add_assign(&s.audio.with_channels(n_ch));
+        }
+        acc
+    };
+    Ok(Loaded::Track(TrackAudio {
+        name: entry.name.clone(),
+        split: entry.split.clone(),
+        vocals: sum(&stems[..n_vocals]),
+        accompaniment: sum(&stems[n_vocals..]),
+        source_rate: first.source_rate,
+    }))
+}
+
+/// Loads every entry. Discovery problems and load failures are collected;
+/// without `skip_bad` any problem fails the whole load (listing all of them),
+/// with it they are returned in `skipped`.
+pub fn load_entries(
+    entries: &[Entry],
+    discovery_problems: Vec<AudioError>,
+    loader: &AudioLoader,
+    opts: LoadOptions,
+) -> Result<LoadedData, DataErrors> {
+    let mut data = LoadedData::default();
+    let mut problems = discovery_problems;
+    for entry in entries {
+        match load_entry(entry, loader) {
+            Ok(Loaded::Track(t)) => data.tracks.push(t),
+            Ok(Loaded::Loose { name, role: LooseRole::Vocals, audio, .. }) => data.vocals.push((name, audio)),
+            Ok(Loaded::Loose { name, role: LooseRole::Instrumental, audio, .. }) => {
+                data.instrumentals.push((name, audio))
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    if problems.is_empty() {
+        return Ok(data);
+    }
+    if !opts.skip_bad {
+        return Err(DataErrors(problems));
+    }
+    data.skipped = problems;
+    Ok(data)
+}

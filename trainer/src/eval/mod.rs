@@ -1,0 +1,110 @@
+//! `isola eval`: the model (through the engine's streaming separator) and
+//! the baselines scored on every track, plus the over-tracks summary in
+//! museval's convention (median over windows per track, then median over
+//! tracks); SI-SDR is the median over tracks and the MDX global SDR the mean,
+//! as the MDX challenge averaged it.
+
+pub mod baselines;
+pub mod report;
+
+use indicatif::ProgressBar;
+use isola_engine::Weights;
+use serde::Serialize;
+
+use crate::data::TrackAudio;
+use crate::metrics::{TrackScores, evaluate_track, mean, nanmedian};
+use crate::separate::{Stems, separate};
+
+/// Names of the compared methods, in table order.
+pub const METHODS: [&str; 4] = ["isola", "mixture", "mid/side", "oracle IRM"];
+
+/// One method on one track: scores, or why there are none.
+#[derive(Debug, Clone, Serialize)]
+pub struct MethodResult {
+    pub method: &'static str,
+    pub scores: Option<TrackScores>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrackResult {
+    pub name: String,
+    pub seconds: f64,
+    pub sample_rate: u32,
+    pub channels: usize,
+    pub methods: Vec<MethodResult>,
+}
+
+/// One method over all tracks that it could be scored on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub method: &'static str,
+    pub tracks: usize,
+    pub vocals_sdr: f64,
+    pub accompaniment_sdr: f64,
+    pub vocals_si_sdr: f64,
+    pub accompaniment_si_sdr: f64,
+    pub vocals_global_sdr: f64,
+    pub accompaniment_global_sdr: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    pub weights: String,
+    pub tracks: Vec<TrackResult>,
+    pub summary: Vec<Summary>,
+}
+
+/// Scores every method on every track; `bar` advances by track frames.
+pub fn evaluate(tracks: &[TrackAudio], weights: &Weights, bar: &ProgressBar) -> anyhow::Result<EvalReport> {
+    let mut results = Vec::with_capacity(tracks.len());
+    for t in tracks {
+        bar.set_message(t.name.clone());
+        let mix = t.mixture();
+        let model = separate(weights, &mix, None)?;
+        let candidates: [(&'static str, Option<Stems>, &str); 4] = [
+            (METHODS[0], Some(model), ""),
+            (METHODS[1], Some(baselines::mixture(&mix)), ""),
+            (METHODS[2], baselines::mid_side(&mix), "mono track: no stereo image for mid/side"),
+            (METHODS[3], Some(baselines::oracle_irm(&t.vocals, &t.accompaniment, &weights.meta.stft)), ""),
+        ];
+        let methods = candidates
+            .into_iter()
+            .map(|(method, stems, why_none)| match stems {
+                None => MethodResult { method, scores: None, note: Some(why_none.to_string()) },
+                Some(s) => match evaluate_track(&t.vocals, &t.accompaniment, &s.vocals, &s.accompaniment) {
+                    Ok(scores) => MethodResult { method, scores: Some(scores), note: None },
+                    Err(e) => MethodResult { method, scores: None, note: Some(e.to_string()) },
+                },
+            })
+            .collect();
+        results.push(TrackResult {
+            name: t.name.clone(),
+            seconds: t.vocals.duration_secs(),
+            sample_rate: t.vocals.sample_rate,
+            channels: t.vocals.n_channels(),
+            methods,
+        });
+        bar.inc(t.vocals.frames() as u64);
+    }
+    let summary = METHODS.iter().map(|m| summarise(m, &results)).collect();
+    Ok(EvalReport { weights: weights.meta.provenance.name.clone(), tracks: results, summary })
+}
+
+fn summarise(method: &'static str, tracks: &[TrackResult]) -> Summary {
+    let scored: Vec<&TrackScores> = tracks
+        .iter()
+        .filter_map(|t| t.methods.iter().find(|m| m.method == method).and_then(|m| m.scores.as_ref()))
+        .collect();
+    let col = |f: &dyn Fn(&TrackScores) -> f64| scored.iter().map(|s| f(s)).collect::<Vec<f64>>();
+    Summary {
+        method,
+        tracks: scored.len(),
+        vocals_sdr: nanmedian(&col(&|s| s.vocals.sdr)),
+        accompaniment_sdr: nanmedian(&col(&|s| s.accompaniment.sdr)),
+        vocals_si_sdr: nanmedian(&col(&|s| s.vocals.si_sdr)),
+        accompaniment_si_sdr: nanmedian(&col(&|s| s.accompaniment.si_sdr)),
+        vocals_global_sdr: mean(&col(&|s| s.vocals.global_sdr)),
+        accompaniment_global_sdr: mean(&col(&|s| s.accompaniment.global_sdr)),
+    }
+}

@@ -1,0 +1,88 @@
+//! Loading a run's data: training pools and held-out validation tracks.
+
+use rand::Rng;
+
+use super::config::TrainConfig;
+use super::sampler::{Pools, step_rng};
+use crate::audio::cache::AudioLoader;
+use crate::data::{DataSpec, LoadOptions, TrackAudio, discover, load_entries};
+
+/// Data for a run: training pools and validation tracks, at the model rate.
+pub struct RunData {
+    pub pools: Pools,
+    pub val_tracks: Vec<TrackAudio>,
+    pub skipped: Vec<String>,
+}
+
+/// Loads `cfg.data` (and `cfg.val_data`) and splits off validation tracks.
+pub fn load_data(cfg: &TrainConfig, skip_bad: bool) -> anyhow::Result<RunData> {
+    let cache = cfg.cache.clone().or_else(|| cfg.out.parent().map(|p| p.join(".cache")));
+    let loader = AudioLoader::new(Some(cfg.stft.sample_rate), cache);
+    let load = |specs: &[String]| -> anyhow::Result<crate::data::LoadedData> {
+        let (mut entries, mut problems) = (Vec::new(), Vec::new());
+        for s in specs {
+            let (e, p) = discover(&s.parse::<DataSpec>().map_err(anyhow::Error::msg)?);
+            entries.extend(e);
+            problems.extend(p);
+        }
+        Ok(load_entries(&entries, problems, &loader, LoadOptions { skip_bad })?)
+    };
+    let data = load(&cfg.data)?;
+    let mut skipped: Vec<String> = data.skipped.iter().map(ToString::to_string).collect();
+    let mut pools = Pools {
+        tracks: Vec::new(),
+        vocals: data.vocals.into_iter().map(|v| v.1).collect(),
+        instrumentals: data.instrumentals.into_iter().map(|v| v.1).collect(),
+    };
+    let mut val_tracks;
+    if !cfg.val_data.is_empty() {
+        let val = load(&cfg.val_data)?;
+        skipped.extend(val.skipped.iter().map(ToString::to_string));
+        val_tracks = val.tracks;
+        // A validation track must never be trained on, even when `data` also contains it
+        // (e.g. the validation folder lies inside a training folder): match by content.
+        let held: Vec<u64> = val_tracks.iter().map(fingerprint).collect();
+        let before = data.tracks.len();
+        pools.tracks = data.tracks.into_iter().filter(|t| !held.contains(&fingerprint(t))).collect();
+        if pools.tracks.len() < before {
+            eprintln!("held out {} training track(s) that are also validation tracks", before - pools.tracks.len());
+        }
+    } else {
+        let held_out = |t: &TrackAudio| matches!(t.split.as_deref(), Some("test" | "valid" | "validation"));
+        (val_tracks, pools.tracks) = data.tracks.into_iter().partition(held_out);
+        if val_tracks.is_empty() {
+            // No split folders: hold out `val_tracks` tracks chosen by the seed.
+            let mut rng = step_rng(cfg.seed ^ 0x686f_6c64, 0);
+            for _ in 0..cfg.val_tracks.min(pools.tracks.len().saturating_sub(1)) {
+                let i = rng.random_range(0..pools.tracks.len());
+                val_tracks.push(pools.tracks.swap_remove(i));
+            }
+        }
+    }
+    anyhow::ensure!(
+        !val_tracks.is_empty(),
+        "no validation tracks: add split folders (test/valid), --val-data, or more tracks"
+    );
+    for t in &mut val_tracks {
+        let n = ((cfg.val_seconds * f64::from(t.vocals.sample_rate)) as usize).min(t.vocals.frames());
+        t.vocals = t.vocals.slice_padded(0, n);
+        t.accompaniment = t.accompaniment.slice_padded(0, n);
+    }
+    pools.check()?;
+    Ok(RunData { pools, val_tracks, skipped })
+}
+
+/// Identifies a track by its decoded audio (length and energy of every channel), whatever
+/// folder or name it was found under.
+fn fingerprint(t: &TrackAudio) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for audio in [&t.vocals, &t.accompaniment] {
+        audio.sample_rate.hash(&mut h);
+        for c in &audio.channels {
+            c.len().hash(&mut h);
+            c.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().to_bits().hash(&mut h);
+        }
+    }
+    h.finish()
+}

@@ -1,0 +1,153 @@
+//! The state of a training run and its step / validation / checkpoint operations.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::Context;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use isola_engine::model::{MaskNet, weights_from_varmap};
+use isola_engine::{Provenance, Weights};
+
+use super::batch::{batch_tensors, loss, normalisation};
+use super::checkpoint::{self, TrainState};
+use super::config::TrainConfig;
+use super::data::RunData;
+use super::optim::AdamW;
+use super::parse_device;
+use super::sampler::{Example, sample, step_rng, validation_examples};
+use crate::metrics::{evaluate_track, nanmedian};
+use crate::separate::separate;
+
+/// Variables fixed from data statistics before training, not optimised.
+const NORMALISATION: [&str; 2] = ["input_mean", "input_scale"];
+
+/// Everything a running training holds.
+pub struct Trainer {
+    pub cfg: TrainConfig,
+    pub state: TrainState,
+    device: Device,
+    varmap: VarMap,
+    net: MaskNet,
+    opt: AdamW,
+    /// The model's grid: training features come from the engine's own frame analysis.
+    stft: isola_engine::StftConfig,
+    data: RunData,
+    val_examples: Vec<Example>,
+    mixture_sdr: f64,
+}
+
+impl Trainer {
+    /// A fresh run (`resume = None`) or one continued from a checkpoint.
+    pub fn new(cfg: TrainConfig, data: RunData, resume: Option<checkpoint::Checkpoint>) -> anyhow::Result<Self> {
+        let device = parse_device(&cfg.device)?;
+        let model = cfg.model();
+        let stft = cfg.stft;
+        let mut varmap = VarMap::new();
+        let net = MaskNet::new(&model, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+        let state = match &resume {
+            Some(ck) => {
+                for (name, t) in &ck.model {
+                    varmap.set_one(name, t).with_context(|| format!("checkpoint tensor {name}"))?;
+                }
+                ck.state.clone()
+            }
+            None => {
+                // candle's CPU init is unseeded; the engine's seeded PyTorch-style init
+                // makes `--seed` reproduce a run.
+                let init = isola_engine::weights::random_weights(model, cfg.stft, cfg.seed);
+                for (name, t) in init.tensors() {
+                    varmap.set_one(name, Tensor::from_slice(&t.data, t.shape.as_slice(), &device)?)?;
+                }
+                let mut rng = step_rng(cfg.seed, u64::MAX);
+                let examples: Vec<Example> = (0..16).map(|_| sample(&data.pools, &cfg, &mut rng)).collect();
+                let (mean, scale) = normalisation(&examples, &stft, &device)?;
+                varmap.set_one("input_mean", mean)?;
+                varmap.set_one("input_scale", scale)?;
+                TrainState::default()
+            }
+        };
+        let trainable = varmap
+            .data()
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .filter(|(n, _)| !NORMALISATION.contains(&n.as_str()))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        let mut opt = AdamW::new(trainable, cfg.weight_decay)?;
+        if let Some(ck) = &resume {
+            opt.load_state(&ck.optimizer, ck.state.step)?;
+        }
+        let val_examples = validation_examples(&data.val_tracks, &cfg, cfg.val_chunks);
+        let mixture_sdr = nanmedian(
+            &data
+                .val_tracks
+                .iter()
+                .filter_map(|t| {
+                    evaluate_track(&t.vocals, &t.accompaniment, &t.mixture(), &t.mixture()).ok().map(|s| s.vocals.sdr)
+                })
+                .collect::<Vec<_>>(),
+        );
+        Ok(Self { cfg, state, device, varmap, net, opt, stft, data, val_examples, mixture_sdr })
+    }
+
+    /// One optimiser step; returns (loss, gradient norm).
+    pub fn step(&mut self) -> anyhow::Result<(f64, f64)> {
+        let mut rng = step_rng(self.cfg.seed, self.state.step);
+        let examples: Vec<Example> =
+            (0..self.cfg.batch_size).map(|_| sample(&self.data.pools, &self.cfg, &mut rng)).collect();
+        let batch = batch_tensors(&examples, &self.stft, &self.device)?;
+        let loss = loss(&self.net, &batch, self.cfg.lookahead, self.cfg.loss_power)?;
+        let grads = loss.backward()?;
+        let norm = self.opt.step(&grads, self.cfg.lr_at(self.state.step as usize), self.cfg.grad_clip)?;
+        self.state.step += 1;
+        Ok((f64::from(loss.to_scalar::<f32>()?), norm))
+    }
+
+    /// Mean loss over the fixed validation chunks.
+    pub fn val_loss(&self) -> anyhow::Result<f64> {
+        let mut total = 0.0;
+        let chunks: Vec<&[Example]> = self.val_examples.chunks(self.cfg.batch_size.max(1)).collect();
+        for c in &chunks {
+            let batch = batch_tensors(c, &self.stft, &self.device)?;
+            total += f64::from(loss(&self.net, &batch, self.cfg.lookahead, self.cfg.loss_power)?.to_scalar::<f32>()?);
+        }
+        Ok(total / chunks.len() as f64)
+    }
+
+    /// Current weights in the engine's format.
+    pub fn weights(&self, provenance: Provenance) -> anyhow::Result<Weights> {
+        Ok(weights_from_varmap(&self.varmap, self.cfg.model(), self.cfg.stft, provenance)?)
+    }
+
+    /// Median vocals SDR of the validation tracks through the streaming engine.
+    pub fn val_sdr(&self) -> anyhow::Result<f64> {
+        let weights = self.weights(Provenance::default())?;
+        let mut sdrs = Vec::new();
+        for t in &self.data.val_tracks {
+            let stems = separate(&weights, &t.mixture(), None)?;
+            if let Ok(s) = evaluate_track(&t.vocals, &t.accompaniment, &stems.vocals, &stems.accompaniment) {
+                sdrs.push(s.vocals.sdr);
+            }
+        }
+        Ok(nanmedian(&sdrs))
+    }
+
+    pub fn mixture_sdr(&self) -> f64 {
+        self.mixture_sdr
+    }
+
+    /// Writes the checkpoint (atomically) to `path`.
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let model: HashMap<String, Tensor> = self
+            .varmap
+            .data()
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+            .collect();
+        checkpoint::save(path, &self.cfg, &self.state, &model, &self.opt.state())
+    }
+}
