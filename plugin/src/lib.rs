@@ -10,9 +10,11 @@ use std::sync::Arc;
 use nice_plug::prelude::*;
 
 pub mod dsp;
+pub mod editor;
 pub mod model;
 pub mod params;
 
+use editor::telemetry::{Taps, Telemetry};
 use model::{Loader, ModelSlot, PollAction};
 use params::IsolaParams;
 
@@ -41,13 +43,17 @@ pub struct Isola {
     loader: Arc<Loader>,
     slot: ModelSlot,
     prepared: Option<Prepared>,
+    /// Audio-thread end of the editor's data path; written every block, editor open or not.
+    taps: Taps,
+    editor_state: Arc<nice_plug_egui::EguiEditorState>,
 }
 
 impl Default for Isola {
     fn default() -> Self {
         let params = Arc::new(IsolaParams::default());
         let (loader, slot) = model::channel(params.clone());
-        Self { params, loader, slot, prepared: None }
+        let taps = Taps::new(Arc::default());
+        Self { params, loader, slot, prepared: None, taps, editor_state: editor::default_state() }
     }
 }
 
@@ -55,6 +61,11 @@ impl Isola {
     /// Loading status (active model, last error) for a GUI. Any thread but the audio thread.
     pub fn loader(&self) -> Arc<Loader> {
         self.loader.clone()
+    }
+
+    /// What the audio thread publishes for the editor (meters, spectrogram frames, load).
+    pub fn telemetry(&self) -> Arc<Telemetry> {
+        self.taps.shared().clone()
     }
 
     /// Latency of the prepared separator in samples (0 before the first activation).
@@ -90,7 +101,7 @@ impl Isola {
         for info in candidates {
             match model::build_separator(&info, want.sample_rate, want.max_block, want.channels) {
                 Ok(sep) => {
-                    self.loader.set_ok(info.name.clone());
+                    self.loader.set_ok(info.name.clone(), Some(model::ModelSummary::of(&info)));
                     self.slot.install(sep, info);
                     self.prepared = Some(want);
                     return Ok(());
@@ -146,12 +157,16 @@ impl Plugin for Isola {
     // Parameter events split the block, so a change starts at its own sample.
     const SAMPLE_ACCURATE_AUTOMATION: bool = true;
 
-    type Editor = ();
+    type Editor = nice_plug_egui::EguiEditor<editor::IsolaEditor>;
     type SysExMessage = ();
     type BackgroundTask = Task;
 
     fn params(&self) -> Arc<dyn Params> {
         self.params.clone()
+    }
+
+    fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        editor::create(self.editor_state.clone(), self.params.clone(), self.loader.clone(), self.telemetry())
     }
 
     fn task_executor(&mut self) -> TaskExecutor<Self> {
@@ -185,6 +200,9 @@ impl Plugin for Isola {
             nice_error!("Isola cannot activate: {e}");
             return false;
         }
+        if let Some(sep) = self.slot.sep.as_deref() {
+            self.taps.prepare(sep, want.sample_rate);
+        }
         // Exact engine latency; nice-plug tells the host (and restarts it if it changed).
         context.set_latency_samples(self.latency_samples() as u32);
         true
@@ -205,6 +223,8 @@ impl Plugin for Isola {
         aux: &mut AuxiliaryBuffers,
         context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
+        // Reads the monotonic clock (vDSO, no allocation) for the editor's CPU load display.
+        let started = std::time::Instant::now();
         match self.slot.poll(self.params.weights_path.generation()) {
             PollAction::Nothing => {}
             PollAction::StartLoad => context.execute_background(Task::LoadWeights),
@@ -213,7 +233,7 @@ impl Plugin for Isola {
         }
 
         let main = buffer.as_slice();
-        let (vocals, accompaniment) = match aux.outputs {
+        let (mut vocals, mut accompaniment) = match aux.outputs {
             [v, a, ..] => (Some(v.as_slice()), Some(a.as_slice())),
             _ => (None, None),
         };
@@ -227,7 +247,11 @@ impl Plugin for Isola {
         // The engine also guards, but garbage never leaves the glue layer.
         dsp::sanitize(main);
         let params = self.params.separator_params();
-        sep.process(main, vocals, accompaniment, &params);
+        sep.process(main, vocals.as_deref_mut(), accompaniment.as_deref_mut(), &params);
+        let len = main.first().map_or(0, |c| c.len());
+        let rate = self.prepared.map_or(48_000.0, |p| p.sample_rate);
+        let stems = [Some(&*main), vocals.as_deref(), accompaniment.as_deref()];
+        self.taps.publish(sep, stems, len, rate, started.elapsed());
         // The delay line still holds audio after the input goes quiet.
         ProcessStatus::Tail(sep.latency_samples() as u32)
     }

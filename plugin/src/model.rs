@@ -75,6 +75,31 @@ pub struct LoadStatus {
     pub active: String,
     /// The last loading error, cleared by the next successful load.
     pub last_error: Option<String>,
+    /// Metadata of the active model, for the editor's status panel.
+    pub summary: Option<ModelSummary>,
+}
+
+/// What the editor shows about a model (from its weights metadata).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelSummary {
+    /// Rate the model was trained at (Hz).
+    pub sample_rate: u32,
+    pub datasets: Vec<String>,
+    /// Median validation vocals SDR in dB, if measured.
+    pub validation_sdr_db: Option<f32>,
+    pub notes: String,
+}
+
+impl ModelSummary {
+    pub fn of(info: &ModelInfo) -> Self {
+        let meta = &info.weights.meta;
+        Self {
+            sample_rate: meta.stft.sample_rate,
+            datasets: meta.provenance.datasets.clone(),
+            validation_sdr_db: meta.provenance.validation_sdr_db,
+            notes: meta.provenance.notes.clone(),
+        }
+    }
 }
 
 /// Loads weights from a path or the embedded default. Allocates and does IO: never call it on
@@ -142,9 +167,10 @@ impl Loader {
         match built {
             Ok(ready) => {
                 let name = ready.info.as_ref().map(|i| i.name.clone()).unwrap_or_default();
+                let summary = ready.info.as_deref().map(ModelSummary::of);
                 let pushed = self.ready_tx.lock().unwrap_or_else(|e| e.into_inner()).push(ready).is_ok();
                 if pushed {
-                    self.set_ok(name);
+                    self.set_ok(name, summary);
                 } else {
                     // Only when loads pile up faster than blocks are processed; the newest
                     // request is retried at the next generation change.
@@ -169,10 +195,11 @@ impl Loader {
         self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub fn set_ok(&self, active: String) {
+    pub fn set_ok(&self, active: String, summary: Option<ModelSummary>) {
         let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
         s.active = active;
         s.last_error = None;
+        s.summary = summary;
     }
 
     pub fn set_error(&self, e: LoadError) {

@@ -59,6 +59,15 @@ fn assert_stems_sum_to_delayed_input(r: &Rendered, input: &[Vec<f32>], latency: 
 }
 
 #[test]
+fn offers_a_resizable_x11_editor_at_its_default_size() {
+    let mut p = load();
+    let (x11, resizable, size) = p.editor_info();
+    assert!(x11, "X11 embedding not supported");
+    assert!(resizable, "the editor must be resizable");
+    assert_eq!(size, Some(isola_plugin::editor::DEFAULT_SIZE));
+}
+
+#[test]
 fn ports_params_and_text_entry() {
     let mut p = load();
     let ports = p.output_ports();

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clack_extensions::audio_ports::{AudioPortInfoBuffer, PluginAudioPorts};
 use clack_extensions::audio_ports_config::{AudioPortsConfigBuffer, PluginAudioPortsConfig};
+use clack_extensions::gui::{GuiApiType, GuiConfiguration, PluginGui};
 use clack_extensions::latency::{HostLatency, HostLatencyImpl, PluginLatency};
 use clack_extensions::params::{
     HostParams, HostParamsImplMainThread, HostParamsImplShared, ParamClearFlags, ParamInfoBuffer, ParamRescanFlags,
@@ -29,6 +30,7 @@ pub struct Exts {
     pub state: Option<PluginState>,
     pub audio_ports: Option<PluginAudioPorts>,
     pub ports_config: Option<PluginAudioPortsConfig>,
+    pub gui: Option<PluginGui>,
 }
 
 #[derive(Default)]
@@ -53,6 +55,7 @@ impl<'a> SharedHandler<'a> for Shared {
             state: instance.get_extension(),
             audio_ports: instance.get_extension(),
             ports_config: instance.get_extension(),
+            gui: instance.get_extension(),
         });
     }
     fn request_restart(&self) {
@@ -213,6 +216,16 @@ impl Plugin {
         let mut names: Vec<String> = self.params.keys().cloned().collect();
         names.sort();
         names.into_iter().map(|n| (n.clone(), self.value(&n))).collect()
+    }
+
+    /// The editor as a host sees it before creating it (creating one opens an X connection):
+    /// X11 embedding supported, resizable, and its size.
+    pub fn editor_info(&mut self) -> (bool, bool, Option<(u32, u32)>) {
+        let gui = self.exts().gui.expect("plugin has no gui extension");
+        let h = self.instance.plugin_handle();
+        let supported = gui.is_api_supported(&h, GuiConfiguration { api_type: GuiApiType::X11, is_floating: false });
+        let size = gui.get_size(&h).map(|s| (s.width, s.height));
+        (supported, gui.can_resize(&h), size)
     }
 
     pub fn latency(&mut self) -> u32 {
