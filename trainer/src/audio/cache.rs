@@ -84,7 +84,13 @@ impl AudioLoader {
         let meta = fs::metadata(path).map_err(|e| AudioError::new(path, format!("cannot open: {e}")))?;
         let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
         let abs = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        let id = format!("{}|{}|{}|{:?}|{:?}", abs.display(), meta.len(), mtime, self.rate, limit);
+        let mut id = format!("{}|{}|{}|{:?}|{:?}", abs.display(), meta.len(), mtime, self.rate, limit);
+        // MP4/M4A entries cached before the decoder applied edit lists kept the encoder's
+        // priming and padding: a new key makes them decode again.
+        let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+        if matches!(ext.as_str(), "mp4" | "m4a" | "m4b" | "mov") {
+            id.push_str("|mp4-edit-list");
+        }
         Ok(fnv1a(id.as_bytes()))
     }
 }

@@ -1,6 +1,10 @@
 //! Decoding any supported file (wav, flac, ogg/vorbis, mp3, m4a/aac, and
 //! multi-stream MUSDB18 `.stem.mp4`) to planar f32 with symphonia.
 //!
+//! MP4/M4A (AAC, ALAC) honour the container's edit list (see [`super::mp4`]):
+//! encoder priming and padding are cut, so an m4a decodes to exactly the
+//! samples that were encoded.
+//!
 //! Decoding is strict: a packet that fails to decode is an error naming the
 //! file, never silently dropped, so a corrupt file cannot shorten one stem
 //! and misalign it against the others.
@@ -12,10 +16,12 @@ use std::path::Path;
 use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::probe::Hint;
+use symphonia::core::formats::well_known::FORMAT_ID_ISOMP4;
 use symphonia::core::formats::{FormatOptions, FormatReader, TrackType};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 
+use super::mp4::{TrackTiming, apply_segments, read_track_timing};
 use super::{Audio, AudioError};
 
 /// File extensions the loaders treat as audio (lower case, without the dot).
@@ -54,13 +60,19 @@ pub fn decode_streams(path: &Path, limit: Option<usize>) -> Result<Vec<Audio>, A
         return Err(err("no audio stream".into()));
     }
     let index: HashMap<u32, usize> = streams.iter().enumerate().map(|(i, s)| (s.track_id, i)).collect();
+    // symphonia parses MP4 edit lists but does not apply them; read them here.
+    let timing: HashMap<u32, TrackTiming> = if format.format_info().format == FORMAT_ID_ISOMP4 {
+        read_track_timing(path).map_err(err)?
+    } else {
+        HashMap::new()
+    };
     read_packets(format.as_mut(), &mut streams, &index).map_err(err)?;
 
     streams
         .into_iter()
         .enumerate()
         .map(|(i, s)| {
-            let audio = Audio { sample_rate: s.sample_rate, channels: s.channels };
+            let mut audio = Audio { sample_rate: s.sample_rate, channels: s.channels };
             // A cut-off file can end "cleanly" at a packet boundary; the
             // header's frame count is what gives it away.
             if let Some(declared) = s.declared_frames.filter(|&d| (audio.frames() as u64) < d) {
@@ -68,6 +80,13 @@ pub fn decode_streams(path: &Path, limit: Option<usize>) -> Result<Vec<Audio>, A
                     "truncated or corrupt: stream {i} declares {declared} frames but only {} decode",
                     audio.frames()
                 )));
+            }
+            if let Some(t) = timing.get(&s.track_id) {
+                let segments = t.segments(s.sample_rate).map_err(|e| err(format!("stream {i}: {e}")))?;
+                if let Some(segments) = segments {
+                    audio.channels =
+                        apply_segments(&audio.channels, &segments).map_err(|e| err(format!("stream {i}: {e}")))?;
+                }
             }
             if audio.frames() == 0 {
                 return Err(err(format!("audio stream {i} decoded to no samples (empty file?)")));

@@ -5,6 +5,7 @@ mod buffer;
 pub mod cache;
 pub mod decode;
 mod error;
+pub mod mp4;
 pub mod resample;
 pub mod wav;
 
