@@ -203,6 +203,12 @@ fn validation_tracks_are_never_trained_on() {
     // 8 tracks in `data`: the 2 validation tracks are removed, whatever folder they came from.
     assert_eq!(data.pools.tracks.len(), 6, "{:?}", data.pools.tracks.iter().map(|t| &t.name).collect::<Vec<_>>());
     assert!(data.pools.tracks.iter().all(|t| !t.name.contains("s6") && !t.name.contains("s7")));
+    // Validating on s6 alone still keeps s7 out of training: it lies in the test/ split.
+    cfg.val_data.truncate(1);
+    let data = isola_trainer::train::load_data(&cfg, false).unwrap();
+    assert_eq!(data.val_tracks.len(), 1);
+    assert_eq!(data.pools.tracks.len(), 6);
+    assert!(data.pools.tracks.iter().all(|t| !t.name.contains("s7")));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

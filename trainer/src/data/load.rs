@@ -68,10 +68,19 @@ impl Loaded {
 #[derive(Debug, Default)]
 pub struct LoadedData {
     pub tracks: Vec<TrackAudio>,
-    pub vocals: Vec<(String, Audio)>,
-    pub instrumentals: Vec<(String, Audio)>,
+    pub vocals: Vec<LooseAudio>,
+    pub instrumentals: Vec<LooseAudio>,
     /// Problems skipped under `--skip-bad` (empty otherwise).
     pub skipped: Vec<AudioError>,
+}
+
+/// A loose vocal or instrumental file, at the model rate.
+#[derive(Debug, Clone)]
+pub struct LooseAudio {
+    pub name: String,
+    pub audio: Audio,
+    /// Rate of the file before resampling (its bandwidth is at most half of it).
+    pub source_rate: u32,
 }
 
 /// Every problem found, one per line; the error of a failed load.
@@ -177,9 +186,12 @@ pub fn load_entries(
     for entry in entries {
         match load_entry(entry, loader) {
             Ok(Loaded::Track(t)) => data.tracks.push(t),
-            Ok(Loaded::Loose { name, role: LooseRole::Vocals, audio, .. }) => data.vocals.push((name, audio)),
-            Ok(Loaded::Loose { name, role: LooseRole::Instrumental, audio, .. }) => {
-                data.instrumentals.push((name, audio))
+            Ok(Loaded::Loose { name, role, audio, source_rate }) => {
+                let loose = LooseAudio { name, audio, source_rate };
+                match role {
+                    LooseRole::Vocals => data.vocals.push(loose),
+                    LooseRole::Instrumental => data.instrumentals.push(loose),
+                }
             }
             Err(e) => problems.push(e),
         }

@@ -17,4 +17,4 @@ pub mod discover;
 pub mod load;
 
 pub use discover::{DataSpec, Entry, LooseRole, Source, discover};
-pub use load::{LoadOptions, Loaded, LoadedData, TrackAudio, load_entries, load_entry};
+pub use load::{LoadOptions, Loaded, LoadedData, LooseAudio, TrackAudio, load_entries, load_entry};

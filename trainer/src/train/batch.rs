@@ -7,8 +7,48 @@ use super::sampler::Example;
 use isola_engine::StftConfig;
 use isola_engine::offline;
 
+/// A batch: magnitude tensors `[B, T, 2, n_bins]` of the mixture, vocals and
+/// accompaniment, and the loss weight of each bin `[B, 1, 1, n_bins]` (1, or 0 above the
+/// example's bandwidth).
+pub(super) struct Batch {
+    pub mix: Tensor,
+    pub voc: Tensor,
+    pub acc: Tensor,
+    pub bins: Tensor,
+}
+
+/// Per-bin loss weights: bins above an example's bandwidth count only when `band_limited`
+/// is off. A bin counts if its lower edge is below the bandwidth.
+fn bin_weights(examples: &[Example], stft: &StftConfig, band_limited: bool) -> Vec<f32> {
+    let n = stft.n_bins();
+    let hz_per_bin = stft.sample_rate as f32 / stft.fft_size as f32;
+    let mut w = vec![1.0f32; examples.len() * n];
+    if band_limited {
+        for (i, e) in examples.iter().enumerate() {
+            for (k, x) in w[i * n..(i + 1) * n].iter_mut().enumerate() {
+                if (k as f32 - 0.5) * hz_per_bin >= e.bandwidth_hz {
+                    *x = 0.0;
+                }
+            }
+        }
+    }
+    w
+}
+
+pub(super) fn batch(
+    examples: &[Example],
+    stft: &StftConfig,
+    band_limited: bool,
+    device: &Device,
+) -> anyhow::Result<Batch> {
+    let [mix, voc, acc] = batch_tensors(examples, stft, device)?;
+    let bins =
+        Tensor::from_vec(bin_weights(examples, stft, band_limited), (examples.len(), 1, 1, stft.n_bins()), device)?;
+    Ok(Batch { mix, voc, acc, bins })
+}
+
 /// Magnitude tensors `[B, T, 2, n_bins]` of the batch's mixture, vocals and accompaniment.
-pub(super) fn batch_tensors(examples: &[Example], stft: &StftConfig, device: &Device) -> anyhow::Result<[Tensor; 3]> {
+fn batch_tensors(examples: &[Example], stft: &StftConfig, device: &Device) -> anyhow::Result<[Tensor; 3]> {
     let pick: [fn(&Example) -> &crate::audio::Audio; 3] = [|e| &e.mixture, |e| &e.vocals, |e| &e.accompaniment];
     let b = examples.len();
     let frames = offline::frame_count(stft, examples[0].mixture.frames());
@@ -31,14 +71,14 @@ pub(super) fn batch_tensors(examples: &[Example], stft: &StftConfig, device: &De
 }
 
 /// L1 between masked mixture and targets (magnitudes to the power `power`),
-/// vocals plus accompaniment, relative to the mixture's mean (compressed)
-/// magnitude. The normalisation makes the loss independent of level: raw
+/// vocals plus accompaniment, over the bins `bins` marks, relative to the mixture's mean
+/// (compressed) magnitude there. The normalisation makes the loss independent of level: raw
 /// window-normalised magnitudes are ~1e-3, which would leave gradients
 /// below AdamW's epsilon. With lookahead D the network's output frame t
 /// masks input frame t - D.
 pub(super) fn loss(
     net: &MaskNet,
-    [mix, voc, acc]: &[Tensor; 3],
+    Batch { mix, voc, acc, bins }: &Batch,
     lookahead: usize,
     power: f64,
 ) -> anyhow::Result<Tensor> {
@@ -54,9 +94,11 @@ pub(super) fn loss(
     let compress = |x: &Tensor| -> candle_core::Result<Tensor> {
         if power == 1.0 { Ok(x.clone()) } else { (x + 1e-8)?.powf(power) }
     };
+    // Weighted sums; the common divisor (number of counted bins) cancels in the ratio.
+    let masked_sum = |x: Tensor| -> candle_core::Result<Tensor> { x.broadcast_mul(bins)?.sum_all() };
     let l1 =
-        |a: &Tensor, b: &Tensor| -> candle_core::Result<Tensor> { (compress(a)? - compress(b)?)?.abs()?.mean_all() };
-    let scale = (compress(&mix)?.mean_all()? + 1e-8)?;
+        |a: &Tensor, b: &Tensor| -> candle_core::Result<Tensor> { masked_sum((compress(a)? - compress(b)?)?.abs()?) };
+    let scale = (masked_sum(compress(&mix)?)? + 1e-8)?;
     Ok(((l1(&est_v, &voc)? + l1(&est_a, &acc)?)? / scale)?)
 }
 
@@ -74,4 +116,55 @@ pub(super) fn normalisation(
     // Bins that are (near) silent in the sample have std ~ 0; a floor of 1 neper keeps
     // their features from being blown up by any later noise.
     Ok((mean, std.maximum(1.0)?.recip()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::Audio;
+
+    fn example(seed: u32, bandwidth_hz: f32) -> Example {
+        let tone = |f: f32, a: f32| -> Audio {
+            let x: Vec<f32> =
+                (0..8000).map(|i| a * (i as f32 * f * std::f32::consts::TAU / 8000.0 + seed as f32).sin()).collect();
+            Audio { sample_rate: 8000, channels: vec![x.clone(), x] }
+        };
+        let (vocals, accompaniment) = (tone(440.0, 0.3), tone(3000.0, 0.2));
+        let mut mixture = vocals.clone();
+        mixture.add_assign(&accompaniment);
+        Example { mixture, vocals, accompaniment, bandwidth_hz }
+    }
+
+    #[test]
+    fn bins_above_the_bandwidth_are_left_out_of_the_loss() {
+        let stft = StftConfig { sample_rate: 8000, fft_size: 256, hop: 64, ..StftConfig::default() };
+        let w = bin_weights(&[example(0, 4000.0), example(1, 1000.0)], &stft, true);
+        let n = stft.n_bins();
+        assert!(w[..n].iter().all(|&x| x == 1.0));
+        // 31.25 Hz per bin: bins 0..=32 start below 1 kHz.
+        assert_eq!(w[n..].iter().filter(|&&x| x == 1.0).count(), 33);
+        assert!(bin_weights(&[example(1, 1000.0)], &stft, false).iter().all(|&x| x == 1.0));
+
+        // Moving the 3 kHz tone from the accompaniment target to the vocals target (same
+        // mixture, same mask) changes the full-band loss, but not a 1 kHz-limited one.
+        let cfg = isola_engine::ModelConfig { hidden: 8, gru_layers: 1, ..isola_engine::ModelConfig::light(&stft) };
+        let varmap = candle_nn::VarMap::new();
+        let vb = candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu);
+        let net = MaskNet::new(&cfg, vb).unwrap();
+        let l = |e: Example, limited: bool| {
+            let b = batch(&[e], &stft, limited, &Device::Cpu).unwrap();
+            loss(&net, &b, 0, 1.0).unwrap().to_scalar::<f32>().unwrap()
+        };
+        let moved = |bw: f32| {
+            let mut e = example(0, bw);
+            e.vocals = e.mixture.clone();
+            e.accompaniment.scale(0.0);
+            e
+        };
+        let (full, full_moved) = (l(example(0, 4000.0), true), l(moved(4000.0), true));
+        let (low, low_moved) = (l(example(0, 1000.0), true), l(moved(1000.0), true));
+        assert!((full - full_moved).abs() > 0.1 * full, "{full} vs {full_moved}");
+        assert!((low - low_moved).abs() < 0.01 * low, "{low} vs {low_moved}");
+        assert_eq!(l(example(0, 1000.0), false), full);
+    }
 }

@@ -43,6 +43,10 @@ pub struct TrainConfig {
     /// Magnitudes are raised to this power before the L1 loss (1 = linear; below 1
     /// compresses, so quiet bins and quiet examples count more).
     pub loss_power: f64,
+    /// Leave bins above an example's bandwidth (half its lower source rate) out of the loss:
+    /// a 16 kHz recording is silent above 8 kHz whatever the singer does, and training on
+    /// that would teach the model that vocals (or instruments) have no highs.
+    pub band_limited_loss: bool,
     /// Global gradient-norm clip.
     pub grad_clip: f64,
     /// Stop after this many epochs without a better validation SDR.
@@ -50,6 +54,9 @@ pub struct TrainConfig {
     /// Write a checkpoint every this many steps (and at every epoch end).
     pub checkpoint_every: usize,
 
+    /// Sources are drawn in proportion to their length; those recorded below the model rate
+    /// (band-limited) are weighted by this factor on top.
+    pub low_rate_weight: f64,
     /// Probability of pairing vocals and accompaniment from different sources.
     pub remix_prob: f64,
     /// Per-source random gain range in dB.
@@ -94,9 +101,11 @@ impl Default for TrainConfig {
             min_lr_fraction: 0.05,
             weight_decay: 1e-4,
             loss_power: 1.0,
+            band_limited_loss: true,
             grad_clip: 5.0,
             patience: 10,
             checkpoint_every: 100,
+            low_rate_weight: 1.0,
             remix_prob: 0.5,
             gain_db: (-9.0, 3.0),
             swap_prob: 0.5,
@@ -153,6 +162,7 @@ impl TrainConfig {
         );
         anyhow::ensure!(self.gain_db.0 <= self.gain_db.1, "gain_db must be (low, high)");
         anyhow::ensure!(self.lr > 0.0 && self.grad_clip > 0.0, "lr and grad_clip must be positive");
+        anyhow::ensure!(self.low_rate_weight >= 0.0, "low_rate_weight must be >= 0");
         anyhow::ensure!(self.loss_power > 0.0 && self.loss_power <= 2.0, "loss_power must be within (0, 2]");
         Ok(())
     }

@@ -29,11 +29,7 @@ pub fn load_data(cfg: &TrainConfig, skip_bad: bool) -> anyhow::Result<RunData> {
     };
     let data = load(&cfg.data)?;
     let mut skipped: Vec<String> = data.skipped.iter().map(ToString::to_string).collect();
-    let mut pools = Pools {
-        tracks: Vec::new(),
-        vocals: data.vocals.into_iter().map(|v| v.1).collect(),
-        instrumentals: data.instrumentals.into_iter().map(|v| v.1).collect(),
-    };
+    let mut pools = Pools { tracks: Vec::new(), vocals: data.vocals, instrumentals: data.instrumentals };
     let mut val_tracks;
     if !cfg.val_data.is_empty() {
         let val = load(&cfg.val_data)?;
@@ -41,14 +37,17 @@ pub fn load_data(cfg: &TrainConfig, skip_bad: bool) -> anyhow::Result<RunData> {
         val_tracks = val.tracks;
         // A validation track must never be trained on, even when `data` also contains it
         // (e.g. the validation folder lies inside a training folder): match by content.
+        // Tracks in test/valid split folders stay held out too: they are never trained on.
         let held: Vec<u64> = val_tracks.iter().map(fingerprint).collect();
         let before = data.tracks.len();
-        pools.tracks = data.tracks.into_iter().filter(|t| !held.contains(&fingerprint(t))).collect();
+        pools.tracks = data.tracks.into_iter().filter(|t| !held.contains(&fingerprint(t)) && !held_out(t)).collect();
         if pools.tracks.len() < before {
-            eprintln!("held out {} training track(s) that are also validation tracks", before - pools.tracks.len());
+            eprintln!(
+                "held out {} track(s): validation tracks or tracks in test/valid folders",
+                before - pools.tracks.len()
+            );
         }
     } else {
-        let held_out = |t: &TrackAudio| matches!(t.split.as_deref(), Some("test" | "valid" | "validation"));
         (val_tracks, pools.tracks) = data.tracks.into_iter().partition(held_out);
         if val_tracks.is_empty() {
             // No split folders: hold out `val_tracks` tracks chosen by the seed.
@@ -70,6 +69,11 @@ pub fn load_data(cfg: &TrainConfig, skip_bad: bool) -> anyhow::Result<RunData> {
     }
     pools.check()?;
     Ok(RunData { pools, val_tracks, skipped })
+}
+
+/// Tracks of a held-out split folder (`test`, `valid`, `validation`).
+fn held_out(t: &TrackAudio) -> bool {
+    matches!(t.split.as_deref(), Some("test" | "valid" | "validation"))
 }
 
 /// Identifies a track by its decoded audio (length and energy of every channel), whatever

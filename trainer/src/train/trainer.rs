@@ -9,7 +9,7 @@ use candle_nn::{VarBuilder, VarMap};
 use isola_engine::model::{MaskNet, weights_from_varmap};
 use isola_engine::{Provenance, Weights};
 
-use super::batch::{batch_tensors, loss, normalisation};
+use super::batch::{batch, loss, normalisation};
 use super::checkpoint::{self, TrainState};
 use super::config::TrainConfig;
 use super::data::RunData;
@@ -97,7 +97,7 @@ impl Trainer {
         let mut rng = step_rng(self.cfg.seed, self.state.step);
         let examples: Vec<Example> =
             (0..self.cfg.batch_size).map(|_| sample(&self.data.pools, &self.cfg, &mut rng)).collect();
-        let batch = batch_tensors(&examples, &self.stft, &self.device)?;
+        let batch = batch(&examples, &self.stft, self.cfg.band_limited_loss, &self.device)?;
         let loss = loss(&self.net, &batch, self.cfg.lookahead, self.cfg.loss_power)?;
         let grads = loss.backward()?;
         let norm = self.opt.step(&grads, self.cfg.lr_at(self.state.step as usize), self.cfg.grad_clip)?;
@@ -110,7 +110,7 @@ impl Trainer {
         let mut total = 0.0;
         let chunks: Vec<&[Example]> = self.val_examples.chunks(self.cfg.batch_size.max(1)).collect();
         for c in &chunks {
-            let batch = batch_tensors(c, &self.stft, &self.device)?;
+            let batch = batch(c, &self.stft, self.cfg.band_limited_loss, &self.device)?;
             total += f64::from(loss(&self.net, &batch, self.cfg.lookahead, self.cfg.loss_power)?.to_scalar::<f32>()?);
         }
         Ok(total / chunks.len() as f64)
