@@ -45,6 +45,21 @@ impl Default for WorkerConfig {
     }
 }
 
+/// The device a worker runs on by default, and its name for display: the first CUDA GPU
+/// (`cuda` feature) or the Metal GPU (`metal` feature) when one is present, else the CPU.
+/// Any thread but the audio thread (probing a GPU allocates and may take a while).
+pub fn preferred_device() -> (Device, String) {
+    #[cfg(feature = "cuda")]
+    if let Ok(d) = Device::new_cuda(0) {
+        return (d, "CUDA GPU 0".to_owned());
+    }
+    #[cfg(feature = "metal")]
+    if let Ok(d) = Device::new_metal(0) {
+        return (d, "Metal GPU".to_owned());
+    }
+    (Device::Cpu, "CPU".to_owned())
+}
+
 /// What the worker thread is doing. Read from any thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerState {

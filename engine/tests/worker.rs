@@ -213,3 +213,28 @@ fn worker_with_another_grid_is_refused() {
     let mut sep = Separator::new(RtMaskNet::new(&light()).unwrap());
     assert!(sep.set_worker(Some(link)).is_err());
 }
+
+#[test]
+fn offline_rendering_waits_for_a_slow_worker_and_misses_nothing() {
+    let input = mix(60 * HOP);
+    let (mut sep, worker) = with_worker(WorkerConfig { budget_hops: BUDGET, ..Default::default() });
+    // 3 ms per batch: far slower than these blocks arrive.
+    worker.faults().delay_us.store(3_000, Ordering::Release);
+    sep.set_offline(true);
+    let got = drive(&mut sep, &input, |_, _| {});
+    let stats = sep.worker_stats();
+    let frames = (input[0].len() / HOP) as u64;
+    assert_eq!((stats.hits, stats.misses, stats.dropped), (frames - BUDGET as u64, 0, 0), "{stats:?}");
+
+    // The same worker output as with a worker that is always on time.
+    let (mut reference, ref_worker) = with_worker(WorkerConfig { budget_hops: BUDGET, ..Default::default() });
+    let want = drive(&mut reference, &input, |_, _| assert!(ref_worker.wait_idle(Duration::from_secs(10))));
+    let err = (0..input[0].len()).map(|n| (got[0][n] - want[0][n]).abs()).fold(0.0, f32::max);
+    assert!(err < 1e-6, "offline render differs from the on-time worker by {err}");
+
+    // Real time again: the same slow worker now misses.
+    sep.set_offline(false);
+    sep.reset();
+    let _ = drive(&mut sep, &input, |_, _| {});
+    assert!(sep.worker_stats().misses > 0);
+}

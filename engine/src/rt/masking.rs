@@ -11,11 +11,13 @@ use realfft::num_complex::Complex32;
 use crate::rt::grid::BinMap;
 use crate::rt::math::sigmoid;
 use crate::rt::net::RtMaskNet;
-use crate::worker::WorkerLink;
+use crate::worker::{WorkerLink, WorkerState};
 
 /// Frames over which the mask crossfades between worker and light network.
 const CROSSFADE_FRAMES: f32 = 4.0;
 const NO_FRAME: u64 = u64::MAX;
+/// Longest wait for one worker mask when rendering offline; after it the light mask is used.
+const OFFLINE_WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Counters of the worker path; read by the plugin and the editor.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -58,6 +60,8 @@ pub(crate) struct MaskStage {
     frame: u64,
     pub reset_pending: bool,
     pub stats: WorkerStats,
+    /// Offline rendering: wait for each due worker mask instead of falling back.
+    pub wait_for_worker: bool,
 }
 
 impl MaskStage {
@@ -93,6 +97,7 @@ impl MaskStage {
             frame: 0,
             reset_pending: false,
             stats: WorkerStats::default(),
+            wait_for_worker: false,
         }
     }
 
@@ -148,12 +153,25 @@ impl MaskStage {
         healthy &= net.step(&self.model_mags, &mut self.light_logits[(f % k) as usize]);
 
         if let Some(w) = worker {
-            self.exchange(w, f);
+            self.submit(w, f);
+            self.collect(w, f);
         }
 
         // The mask applied now belongs to network step f − budget.
         let due = f.checked_sub(self.budget as u64);
         let slot = due.map_or(0, |d| (d % k) as usize);
+        if let (true, Some(w), Some(d)) = (self.wait_for_worker, worker, due) {
+            // Offline rendering only (no real-time deadline): sleep until the worker has the
+            // due frame, unless it is no longer running or far too slow.
+            let start = std::time::Instant::now();
+            while self.worker_frames[slot] != d
+                && w.shared.state() == WorkerState::Running
+                && start.elapsed() < OFFLINE_WAIT_LIMIT
+            {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+                self.collect(w, f);
+            }
+        }
         let worker_on_time = worker.is_some() && due.is_some_and(|d| self.worker_frames[slot] == d);
         if worker.is_some() && due.is_some() {
             if worker_on_time {
@@ -193,9 +211,8 @@ impl MaskStage {
         self.frame
     }
 
-    /// Hands frame `f` to the worker and collects whatever results came back.
-    /// Audio thread; lock-free queue operations only.
-    fn exchange(&mut self, w: &WorkerLink, f: u64) {
+    /// Hands frame `f` to the worker. Audio thread; lock-free queue operations only.
+    fn submit(&mut self, w: &WorkerLink, f: u64) {
         let shared = &w.shared;
         match shared.free.pop() {
             Some(mut slot) => {
@@ -208,6 +225,11 @@ impl MaskStage {
             }
             None => self.stats.dropped += 1,
         }
+    }
+
+    /// Collects whatever worker results came back by frame `f`. Audio thread; lock-free.
+    fn collect(&mut self, w: &WorkerLink, f: u64) {
+        let shared = &w.shared;
         let k = (self.budget + 1) as u64;
         while let Some(slot) = shared.done.pop() {
             // Keep results that can still meet their deadline (frame index + budget ≥ f).

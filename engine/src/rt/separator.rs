@@ -103,12 +103,21 @@ pub struct Separator {
     retired: Option<Box<RtMaskNet>>,
     prepared: Option<Prepared>,
     recoveries: u64,
+    offline: bool,
 }
 
 impl Separator {
     /// Any thread but the audio thread.
     pub fn new(net: RtMaskNet) -> Self {
-        Self { net: Box::new(net), worker: None, pending: None, retired: None, prepared: None, recoveries: 0 }
+        Self {
+            net: Box::new(net),
+            worker: None,
+            pending: None,
+            retired: None,
+            prepared: None,
+            recoveries: 0,
+            offline: false,
+        }
     }
 
     /// Attaches (or with `None` detaches) the inference worker. Takes effect at the next
@@ -128,6 +137,17 @@ impl Separator {
         self.worker = link;
         self.prepared = None;
         Ok(())
+    }
+
+    /// Offline rendering (a host bounce, `isola separate`): with `true` the audio thread waits
+    /// (sleeps) for each worker mask instead of falling back to the light network, so the
+    /// result does not depend on machine load. Never in real time. Takes effect at once and
+    /// survives `prepare`. Any thread that owns the separator.
+    pub fn set_offline(&mut self, offline: bool) {
+        self.offline = offline;
+        if let Some(p) = self.prepared.as_mut() {
+            p.masks.wait_for_worker = offline;
+        }
     }
 
     /// Worker counters since `prepare`/`reset` (all zero without a worker). Any thread.
@@ -166,7 +186,8 @@ impl Separator {
         let budget = self.worker.as_ref().map_or(0, |w| w.budget_hops);
         let latency = stft.latency_samples() + (model.lookahead + budget) * runtime.hop;
         let coef = 1.0 - (-1.0 / (SMOOTHING_SECONDS * sample_rate)).exp();
-        let masks = MaskStage::new(channels, stft.n_bins(), rt_hz, model.n_bins, model_hz, model.lookahead, budget);
+        let mut masks = MaskStage::new(channels, stft.n_bins(), rt_hz, model.n_bins, model_hz, model.lookahead, budget);
+        masks.wait_for_worker = self.offline;
         self.prepared = Some(Prepared {
             sample_rate,
             channels,
