@@ -3,15 +3,24 @@
 //! a valid file before trained default weights land (see the default-weights issue); it
 //! does not separate anything meaningfully.
 //!
-//! `cargo run -p isola-engine --example placeholder_weights [OUT]`
+//! `cargo run -p isola-engine --example placeholder_weights [OUT] [--worker] [--fft N --hop H]`
+//! (`--worker`: the worker model's size instead of the light one.)
 
 use isola_engine::config::{ModelConfig, StftConfig};
 use isola_engine::weights::{Provenance, random_weights};
 
 fn main() -> std::io::Result<()> {
-    let out = std::env::args().nth(1).unwrap_or_else(|| "assets/weights/default.safetensors".into());
-    let stft = StftConfig::default();
-    let mut weights = random_weights(ModelConfig::light(&stft), stft, 0);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str| args.iter().position(|a| a == name);
+    let number = |name: &str| flag(name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse::<usize>().ok());
+    let out = args.first().filter(|a| !a.starts_with("--")).cloned();
+    let out = out.unwrap_or_else(|| "assets/weights/default.safetensors".into());
+    let mut stft = StftConfig::default();
+    if let (Some(fft_size), Some(hop)) = (number("--fft"), number("--hop")) {
+        stft = StftConfig { fft_size, hop, ..stft };
+    }
+    let model = if flag("--worker").is_some() { ModelConfig::worker(&stft) } else { ModelConfig::light(&stft) };
+    let mut weights = random_weights(model, stft, 0);
     weights.meta.provenance = Provenance {
         name: "PLACEHOLDER (untrained)".into(),
         datasets: vec![],

@@ -15,8 +15,9 @@ pub mod model;
 pub mod params;
 
 use editor::telemetry::{Taps, Telemetry};
-use model::{Loader, ModelSlot, PollAction};
-use params::IsolaParams;
+use isola_engine::worker::{Worker, WorkerConfig, preferred_device};
+use model::{LoadError, Loader, ModelSlot, PollAction, WorkerStatus};
+use params::{IsolaParams, MAX_WORKER_BUDGET, Quality};
 
 /// Names of the two auxiliary outputs, in port order.
 pub const AUX_OUTPUT_NAMES: [&str; 2] = ["Vocals", "Accompaniment"];
@@ -38,11 +39,27 @@ struct Prepared {
     channels: usize,
 }
 
+/// The inference setup the running separator was activated with; a change needs a restart
+/// (it changes the latency).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Mode {
+    quality: Quality,
+    budget_hops: usize,
+    /// `worker_weights_path` generation the worker was started with.
+    worker_generation: u64,
+}
+
 pub struct Isola {
     params: Arc<IsolaParams>,
     loader: Arc<Loader>,
     slot: ModelSlot,
     prepared: Option<Prepared>,
+    /// The inference worker of Quality = Worker (owned here, off the audio thread; the
+    /// separator holds its lock-free link).
+    worker: Option<Worker>,
+    mode: Option<Mode>,
+    /// A restart was requested for a mode change and has not happened yet.
+    restart_requested: bool,
     /// Audio-thread end of the editor's data path; written every block, editor open or not.
     taps: Taps,
     editor_state: Arc<nice_plug_egui::EguiEditorState>,
@@ -53,7 +70,17 @@ impl Default for Isola {
         let params = Arc::new(IsolaParams::default());
         let (loader, slot) = model::channel(params.clone());
         let taps = Taps::new(Arc::default());
-        Self { params, loader, slot, prepared: None, taps, editor_state: editor::default_state() }
+        Self {
+            params,
+            loader,
+            slot,
+            prepared: None,
+            worker: None,
+            mode: None,
+            restart_requested: false,
+            taps,
+            editor_state: editor::default_state(),
+        }
     }
 }
 
@@ -113,6 +140,78 @@ impl Isola {
             }
         }
         Err(last_err)
+    }
+
+    /// The mode the parameters ask for. Audio thread safe (atomic loads).
+    fn wanted_mode(&self) -> Mode {
+        Mode {
+            quality: self.params.quality.value(),
+            budget_hops: self.params.worker_budget.value().clamp(1, MAX_WORKER_BUDGET) as usize,
+            worker_generation: self.params.worker_weights_path.generation(),
+        }
+    }
+
+    /// Whether the parameters ask for another inference setup than the running one.
+    /// Audio thread: atomic loads only.
+    fn mode_changed(&self) -> bool {
+        let (Some(now), want) = (self.mode, self.wanted_mode()) else { return false };
+        now.quality != want.quality
+            || (want.quality == Quality::Worker
+                && (now.budget_hops != want.budget_hops || now.worker_generation != want.worker_generation))
+    }
+
+    /// Stops any running worker, starts one for Quality = Worker and (re)prepares the separator
+    /// for the resulting latency. Called from `activate()` (never the audio thread): loads the
+    /// worker weights, spawns the thread and allocates. A worker that cannot start (bad file,
+    /// another STFT grid, no device) leaves the light network alone and reports why.
+    fn setup_worker(&mut self, want: Prepared) -> Result<(), LoadError> {
+        if let Some(old) = self.worker.take() {
+            old.stop(); // joins: the thread only sleeps between frames
+        }
+        let mode = self.wanted_mode();
+        self.mode = Some(mode);
+        let mut status = None;
+        let mut link = None;
+        if mode.quality == Quality::Worker {
+            let (path, _) = self.params.worker_weights_path.snapshot();
+            let mut st = WorkerStatus { budget_hops: mode.budget_hops, ..Default::default() };
+            let started =
+                self.slot.info.as_deref().ok_or_else(|| LoadError("no light model".into())).and_then(|light| {
+                    let info = model::load_worker_weights(path.as_deref())?;
+                    model::worker_fits(light, &info)?;
+                    let (device, device_name) = preferred_device();
+                    // One candle thread: the worker shares the machine with the host and its plugins.
+                    let config = WorkerConfig { budget_hops: mode.budget_hops, threads: 1, device };
+                    let (worker, l) = Worker::spawn(&info.weights, config)
+                        .map_err(|e| LoadError(format!("cannot start the worker ('{}'): {e}", info.name)))?;
+                    Ok((worker, l, info.name, device_name))
+                });
+            match started {
+                Ok((worker, l, name, device)) => {
+                    (st.model, st.device) = (name, device);
+                    self.worker = Some(worker);
+                    link = Some(l);
+                }
+                Err(e) => st.error = Some(e.0),
+            }
+            status = Some(st);
+        }
+        let Some(sep) = self.slot.sep.as_mut() else { return Err(LoadError("no separator".into())) };
+        if let Err(e) = sep.set_worker(link) {
+            // `worker_fits` checked the grid already; keep running on the light network.
+            self.worker = None;
+            let _ = sep.set_worker(None);
+            if let Some(st) = status.as_mut() {
+                st.error = Some(e.to_string());
+            }
+        }
+        // The worker's deadline changes the latency: every buffer is resized here.
+        let prepared = sep.prepare(want.sample_rate, want.max_block, want.channels);
+        if let (Some(st), true) = (status.as_mut(), self.worker.is_some()) {
+            st.added_latency = mode.budget_hops * sep.hop();
+        }
+        self.loader.set_worker(status);
+        prepared.map_err(|e| LoadError(format!("cannot prepare the separator: {e}")))
     }
 }
 
@@ -196,16 +295,29 @@ impl Plugin for Isola {
         };
         // Every buffer the audio thread touches is sized here (the engine's `prepare` for the
         // host's sample rate and channel count), so `process` never allocates.
-        if let Err(e) = self.ensure_separator(want) {
+        self.restart_requested = false;
+        if let Err(e) = self.ensure_separator(want).and_then(|()| self.setup_worker(want)) {
             nice_error!("Isola cannot activate: {e}");
             return false;
         }
-        if let Some(sep) = self.slot.sep.as_deref() {
+        if let Some(sep) = self.slot.sep.as_deref_mut() {
+            // A bounce waits for every worker mask (no real-time deadline); nice-plug
+            // re-activates us when the host switches the render mode.
+            sep.set_offline(buffer_config.process_mode == ProcessMode::Offline);
             self.taps.prepare(sep, want.sample_rate);
         }
         // Exact engine latency; nice-plug tells the host (and restarts it if it changed).
         context.set_latency_samples(self.latency_samples() as u32);
         true
+    }
+
+    /// Main thread. Stops the worker thread (the separator falls back to the light network
+    /// if the host processes anyway); the next `activate()` starts a new one.
+    fn deactivate(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            worker.stop();
+        }
+        self.loader.drop_retired();
     }
 
     /// Audio thread (nice-plug calls it after `activate()` and on host resets): no allocation.
@@ -230,6 +342,11 @@ impl Plugin for Isola {
             PollAction::StartLoad => context.execute_background(Task::LoadWeights),
             PollAction::DropRetired => context.execute_background(Task::DropRetired),
             PollAction::Restart => context.request_restart(),
+        }
+        // Quality, worker budget and worker weights change the latency: applied by `activate()`.
+        if !self.restart_requested && self.mode_changed() {
+            self.restart_requested = true;
+            context.request_restart();
         }
 
         let main = buffer.as_slice();

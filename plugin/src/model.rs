@@ -20,11 +20,13 @@ use rtrb::{Consumer, Producer, RingBuffer};
 
 use crate::params::WeightsPath;
 
-/// The default weights, embedded in the plugin binary.
-/// PLACEHOLDER until the default-weights issue lands: `assets/weights/default.safetensors` is an
-/// untrained, deterministic random initialisation (see `cargo run -p isola-engine --example
-/// placeholder_weights`); it separates nothing useful yet but exercises the whole path.
+/// The default light weights (audio thread), embedded in the plugin binary; trained by
+/// `assets/weights/default.toml`.
 pub static DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../assets/weights/default.safetensors");
+
+/// The default worker weights (the heavier network of Quality = Worker), same STFT grid as
+/// the light default; trained by `assets/weights/worker.toml`.
+pub static DEFAULT_WORKER_WEIGHTS: &[u8] = include_bytes!("../../assets/weights/worker.safetensors");
 
 /// Capacity of the loader -> audio thread queue: one load in flight plus one superseding it.
 const READY_CAPACITY: usize = 4;
@@ -77,6 +79,21 @@ pub struct LoadStatus {
     pub last_error: Option<String>,
     /// Metadata of the active model, for the editor's status panel.
     pub summary: Option<ModelSummary>,
+    /// The worker as set up by the last activation (`None` with Quality = Light).
+    pub worker: Option<WorkerStatus>,
+}
+
+/// What the editor shows about the inference worker.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkerStatus {
+    /// Model name, or why the worker is not running.
+    pub model: String,
+    /// Device it runs on ("CPU", "CUDA GPU 0", ...); empty when it could not start.
+    pub device: String,
+    /// Deadline in hops and the latency it adds in samples.
+    pub budget_hops: usize,
+    pub added_latency: usize,
+    pub error: Option<String>,
 }
 
 /// What the editor shows about a model (from its weights metadata).
@@ -105,9 +122,19 @@ impl ModelSummary {
 /// Loads weights from a path or the embedded default. Allocates and does IO: never call it on
 /// the audio thread.
 pub fn load_weights(path: Option<&str>) -> Result<ModelInfo, LoadError> {
+    load_from(path, DEFAULT_WEIGHTS)
+}
+
+/// Loads worker weights from a path or the embedded default worker weights. Not for the
+/// audio thread.
+pub fn load_worker_weights(path: Option<&str>) -> Result<ModelInfo, LoadError> {
+    load_from(path, DEFAULT_WORKER_WEIGHTS)
+}
+
+fn load_from(path: Option<&str>, embedded: &[u8]) -> Result<ModelInfo, LoadError> {
     let (weights, name) = match path {
         None => (
-            Weights::from_bytes(DEFAULT_WEIGHTS)
+            Weights::from_bytes(embedded)
                 .map_err(|e| LoadError(format!("embedded default weights are invalid: {e}")))?,
             "default (embedded)".to_owned(),
         ),
@@ -141,6 +168,29 @@ pub fn build_separator(
         LoadError(format!("cannot run '{}' at {sample_rate} Hz, {channels} channel(s): {e}", info.name))
     })?;
     Ok(sep)
+}
+
+/// Whether `worker` can run beside the light model `light`: the worker's masks replace the
+/// light ones frame by frame, so both need the same STFT grid, bins and lookahead.
+pub fn worker_fits(light: &ModelInfo, worker: &ModelInfo) -> Result<(), LoadError> {
+    let (l, w) = (&light.weights.meta, &worker.weights.meta);
+    if l.stft != w.stft || l.model.n_bins != w.model.n_bins || l.model.lookahead != w.model.lookahead {
+        return Err(LoadError(format!(
+            "worker weights '{}' ({} Hz, FFT {}/{}, lookahead {}) do not match the light model '{}' ({} Hz, FFT {}/{}, \
+             lookahead {}): running the light network only",
+            worker.name,
+            w.stft.sample_rate,
+            w.stft.fft_size,
+            w.stft.hop,
+            w.model.lookahead,
+            light.name,
+            l.stft.sample_rate,
+            l.stft.fft_size,
+            l.stft.hop,
+            l.model.lookahead
+        )));
+    }
+    Ok(())
 }
 
 /// The loader's side, shared with the background executor (and a future editor).
@@ -200,6 +250,13 @@ impl Loader {
         s.active = active;
         s.last_error = None;
         s.summary = summary;
+    }
+
+    pub fn set_worker(&self, worker: Option<WorkerStatus>) {
+        if let Some(e) = worker.as_ref().and_then(|w| w.error.as_ref()) {
+            nice_plug::nice_error!("Isola: {e}");
+        }
+        self.status.lock().unwrap_or_else(|e| e.into_inner()).worker = worker;
     }
 
     pub fn set_error(&self, e: LoadError) {

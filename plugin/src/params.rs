@@ -43,6 +43,22 @@ impl From<Output> for OutputMode {
     }
 }
 
+/// Which network computes the masks.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quality {
+    /// The light network on the audio thread only: lowest latency.
+    #[id = "light"]
+    Light,
+    /// The heavier network on the inference worker thread (GPU when built for one), with
+    /// the light network standing in for every frame the worker delivers late. Adds
+    /// `Worker budget` hops of latency.
+    #[id = "worker"]
+    Worker,
+}
+
+/// Range of the worker's deadline in hops.
+pub const MAX_WORKER_BUDGET: i32 = 8;
+
 #[derive(Params)]
 pub struct IsolaParams {
     #[id = "output"]
@@ -62,13 +78,21 @@ pub struct IsolaParams {
     /// Latency-compensated bypass (the engine crossfades to the delayed dry signal).
     #[id = "bypass"]
     pub bypass: BoolParam,
-    // The Quality parameter (Light / Worker) of the worker issue goes here with
-    // `#[id = "quality"]`; nothing else depends on the field order.
+    /// Light / Worker. Changes the latency, so it applies through a host restart and is not
+    /// automatable.
+    #[id = "quality"]
+    pub quality: EnumParam<Quality>,
+    /// The worker's deadline in hops (added latency); applies through a host restart.
+    #[id = "worker-budget"]
+    pub worker_budget: IntParam,
     /// Custom weights file chosen by the user; `None` = the embedded default weights.
     /// Persisted with the plugin state. Setting it (state restore, or a future editor) bumps a
     /// generation counter that the audio thread watches to start a background load.
     #[persist = "weights-path"]
     pub weights_path: WeightsPath,
+    /// Custom weights for the worker's network; `None` = the embedded default worker weights.
+    #[persist = "worker-weights-path"]
+    pub worker_weights_path: WeightsPath,
 }
 
 impl Default for IsolaParams {
@@ -98,7 +122,12 @@ impl Default for IsolaParams {
                 .with_value_to_string(formatters::v2s_bool_bypass())
                 .with_string_to_value(formatters::s2v_bool_bypass())
                 .make_bypass(),
+            quality: EnumParam::new("Quality", Quality::Light).non_automatable(),
+            worker_budget: IntParam::new("Worker budget", 2, IntRange::Linear { min: 1, max: MAX_WORKER_BUDGET })
+                .with_unit(" hops")
+                .non_automatable(),
             weights_path: WeightsPath::default(),
+            worker_weights_path: WeightsPath::default(),
         }
     }
 }
@@ -196,15 +225,18 @@ pub fn sanitize_state(state: &mut PluginState) {
         valid.insert(id, value);
     }
     state.params = valid;
-    // Keep only our persisted fields; the weights path must be a JSON string or null.
-    let path = state
-        .fields
-        .get("weights-path")
-        .filter(|json| serde_json::from_str::<Option<String>>(json).is_ok())
-        .cloned()
-        .unwrap_or_else(|| "null".to_owned());
-    state.fields.clear();
-    state.fields.insert("weights-path".to_owned(), path);
+    // Keep only our persisted fields; the weights paths must be JSON strings or null.
+    let mut fields = std::collections::BTreeMap::new();
+    for key in ["weights-path", "worker-weights-path"] {
+        let path = state
+            .fields
+            .get(key)
+            .filter(|json| serde_json::from_str::<Option<String>>(json).is_ok())
+            .cloned()
+            .unwrap_or_else(|| "null".to_owned());
+        fields.insert(key.to_owned(), path);
+    }
+    state.fields = fields.into_iter().collect();
 }
 
 /// # Safety

@@ -75,7 +75,9 @@ fn ports_params_and_text_entry() {
     assert_eq!(ports[1], ("Vocals".to_owned(), 2));
     assert_eq!(ports[2], ("Accompaniment".to_owned(), 2));
     assert_eq!(ports[0].1, 2);
-    for name in ["Output", "Vocal level", "Accompaniment level", "Strength", "Mix", "Bypass"] {
+    for name in
+        ["Output", "Vocal level", "Accompaniment level", "Strength", "Mix", "Bypass", "Quality", "Worker budget"]
+    {
         p.id(name);
     }
     // Text entry round trips through the plugin's own formatters, with units.
@@ -94,6 +96,8 @@ fn ports_params_and_text_entry() {
     assert_eq!(p.text("Vocal level"), "0.0 dB");
     assert_eq!(p.text("Strength"), "1.00");
     assert_eq!(p.text("Mix"), "100%");
+    assert_eq!(p.text("Quality"), "Light");
+    assert_eq!(p.text("Worker budget"), "2 hops");
 }
 
 /// The full matrix: latency, finite non-silent output, stems summing to the delayed input,

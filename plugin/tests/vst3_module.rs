@@ -78,7 +78,8 @@ fn vst3_factory_component_and_processing() {
         assert_eq!(names[1..], ["Vocals".to_owned(), "Accompaniment".to_owned()]);
 
         let controller = component.cast::<IEditController>().expect("no IEditController");
-        assert_eq!(controller.getParameterCount(), 6);
+        // Output, two levels, Strength, Mix, Bypass, Quality, Worker budget.
+        assert_eq!(controller.getParameterCount(), 8);
 
         let processor = component.cast::<IAudioProcessor>().expect("no IAudioProcessor");
         let block = 512usize;

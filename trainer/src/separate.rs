@@ -4,6 +4,7 @@
 //! the stems line up with the input sample for sample and have its length.
 
 use indicatif::ProgressBar;
+use isola_engine::worker::{Worker, WorkerConfig, preferred_device};
 use isola_engine::{RtMaskNet, Separator, SeparatorParams, Weights};
 
 use crate::audio::Audio;
@@ -11,12 +12,23 @@ use crate::audio::Audio;
 /// The weights compiled into the binary (`assets/weights/default.safetensors`).
 pub const DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../assets/weights/default.safetensors");
 
+/// The worker weights compiled into the binary (`assets/weights/worker.safetensors`).
+pub const DEFAULT_WORKER_WEIGHTS: &[u8] = include_bytes!("../../assets/weights/worker.safetensors");
+
 /// Block length fed to the separator: a typical host buffer size.
 const BLOCK: usize = 512;
+
+/// The worker's deadline in hops: the plugin's default `Worker budget`.
+pub const WORKER_BUDGET_HOPS: usize = 2;
 
 /// Parses [`DEFAULT_WEIGHTS`].
 pub fn default_weights() -> anyhow::Result<Weights> {
     Ok(Weights::from_bytes(DEFAULT_WEIGHTS)?)
+}
+
+/// Parses [`DEFAULT_WORKER_WEIGHTS`].
+pub fn default_worker_weights() -> anyhow::Result<Weights> {
+    Ok(Weights::from_bytes(DEFAULT_WORKER_WEIGHTS)?)
 }
 
 /// Vocals and accompaniment estimates, each with the input's rate, channels
@@ -28,11 +40,34 @@ pub struct Stems {
     pub accompaniment: Audio,
 }
 
-/// Separates `input` (mono or stereo, any rate the engine accepts),
-/// advancing `bar` by input frames when given.
+/// Separates `input` (mono or stereo, any rate the engine accepts) with the light model
+/// alone (the plugin's Quality = Light), advancing `bar` by input frames when given.
 pub fn separate(weights: &Weights, input: &Audio, bar: Option<&ProgressBar>) -> anyhow::Result<Stems> {
+    separate_with(weights, None, input, bar)
+}
+
+/// Like [`separate`]; with `worker` weights the plugin's Quality = Worker path: the worker
+/// thread runs them with the light model as fallback, rendering offline (every worker mask
+/// is waited for, so the result does not depend on machine load).
+pub fn separate_with(
+    weights: &Weights,
+    worker: Option<&Weights>,
+    input: &Audio,
+    bar: Option<&ProgressBar>,
+) -> anyhow::Result<Stems> {
     let n_ch = input.n_channels();
     let mut sep = Separator::new(RtMaskNet::new(weights)?);
+    // Kept alive until the end of the render; dropping it joins the thread.
+    let _worker = match worker {
+        Some(w) => {
+            let config = WorkerConfig { budget_hops: WORKER_BUDGET_HOPS, threads: 1, device: preferred_device().0 };
+            let (worker, link) = Worker::spawn(w, config)?;
+            sep.set_worker(Some(link))?;
+            sep.set_offline(true);
+            Some(worker)
+        }
+        None => None,
+    };
     sep.prepare(input.sample_rate as f32, BLOCK, n_ch)?;
     let latency = sep.latency_samples();
     let total = input.frames() + latency;
@@ -97,5 +132,28 @@ mod tests {
                 .fold(0.0, f32::max);
             assert!(err < 1e-4, "vocals + accompaniment differ from the input by {err}");
         }
+    }
+
+    #[test]
+    fn worker_path_is_aligned_complete_and_differs_from_the_light_model() {
+        let (light, worker) = (default_weights().unwrap(), default_worker_weights().unwrap());
+        assert!(worker.meta.model.param_count() > light.meta.model.param_count());
+        let t = crate::synth::track(44_100, 1.5, 6);
+        let mut mix = t.vocals.clone();
+        mix.add_assign(&t.accompaniment);
+        let a = separate(&light, &mix, None).unwrap();
+        let b = separate_with(&light, Some(&worker), &mix, None).unwrap();
+        // The worker's extra latency is removed too: same shape, stems still sum to the input.
+        assert_eq!(b.vocals.frames(), mix.frames());
+        let mut sum = b.vocals.clone();
+        sum.add_assign(&b.accompaniment);
+        let err = sum.channels[0].iter().zip(&mix.channels[0]).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+        assert!(err < 1e-4, "{err}");
+        let diff =
+            a.vocals.channels[0].iter().zip(&b.vocals.channels[0]).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+        assert!(diff > 1e-3, "the worker path gives the light model's output");
+        // Offline rendering waits for every worker mask: deterministic.
+        let c = separate_with(&light, Some(&worker), &mix, None).unwrap();
+        assert_eq!(b.vocals, c.vocals);
     }
 }

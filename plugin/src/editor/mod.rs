@@ -67,6 +67,7 @@ pub struct IsolaEditor {
     meters: meters::Meters,
     status: status::Status,
     weights: weights_picker::WeightsPicker,
+    worker_weights: weights_picker::WeightsPicker,
     last_frame: Option<Instant>,
 }
 
@@ -81,6 +82,7 @@ impl IsolaEditor {
             meters: Default::default(),
             status: Default::default(),
             weights: Default::default(),
+            worker_weights: Default::default(),
             last_frame: None,
         }
     }
@@ -125,6 +127,14 @@ impl IsolaEditor {
             });
             row(ui, "Bypass", &|ui| {
                 ui.add(ParamSlider::for_param(&p.bypass, setter).with_width(200.0));
+            });
+            row(ui, "Quality", &|ui| {
+                ui.add(ParamSlider::for_param(&p.quality, setter).with_width(200.0))
+                    .on_hover_text("Light: in-thread network, lowest latency. Worker: heavier network on its own thread, light network for late frames. Applies when the host restarts the plugin.");
+            });
+            row(ui, "Worker budget", &|ui| {
+                ui.add(ParamSlider::for_param(&p.worker_budget, setter).with_width(200.0))
+                    .on_hover_text("Frames the worker may take (added latency). Applies when the host restarts the plugin.");
             });
         });
         ui.weak("Double-click (or Ctrl+click) resets, click the value to type one.");
@@ -214,7 +224,11 @@ impl NiceEguiApp for IsolaEditor {
                         ui.label(RichText::new("Status").strong());
                         self.status.show(ui, &self.telemetry, &status);
                         ui.separator();
-                        self.weights.show(ui, &self.params.weights_path, &status);
+                        let kept =
+                            status.last_error.as_ref().map(|e| format!("{e} — the previous model keeps running."));
+                        self.weights.show(ui, "Weights", &self.params.weights_path, kept.as_deref());
+                        let worker_error = status.worker.as_ref().and_then(|w| w.error.as_deref());
+                        self.worker_weights.show(ui, "Worker weights", &self.params.worker_weights_path, worker_error);
                     });
                 });
             });

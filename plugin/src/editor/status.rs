@@ -73,6 +73,14 @@ impl Status {
                 WorkerView::Failed => format!("Worker failed (light network only), {misses} missed frames"),
             });
             ui.end_row();
+            if let Some(w) = model.worker.as_ref().filter(|w| w.error.is_none()) {
+                ui.label("Worker");
+                ui.label(format!(
+                    "{} on {}, deadline {} hops (+{} samples)",
+                    w.model, w.device, w.budget_hops, w.added_latency
+                ));
+                ui.end_row();
+            }
         });
     }
 }

@@ -7,7 +7,6 @@ use std::sync::mpsc::{Receiver, channel};
 
 use egui::{Color32, Ui};
 
-use crate::model::LoadStatus;
 use crate::params::WeightsPath;
 
 #[derive(Default)]
@@ -44,7 +43,9 @@ fn dialog_command() -> Option<Command> {
 }
 
 impl WeightsPicker {
-    pub fn show(&mut self, ui: &mut Ui, weights: &WeightsPath, status: &LoadStatus) {
+    /// `label` names the network ("Weights", "Worker weights"), `error` is its last loading
+    /// problem.
+    pub fn show(&mut self, ui: &mut Ui, label: &str, weights: &WeightsPath, error: Option<&str>) {
         if !self.seeded {
             self.path = weights.get().unwrap_or_default();
             self.seeded = true;
@@ -59,7 +60,7 @@ impl WeightsPicker {
             }
         }
         ui.horizontal(|ui| {
-            ui.label("Weights");
+            ui.label(label);
             let edit = ui.add(
                 egui::TextEdit::singleline(&mut self.path)
                     .hint_text("embedded default — type a .safetensors path")
@@ -97,8 +98,8 @@ impl WeightsPicker {
         if !*self.has_dialog.get_or_insert_with(|| dialog_command().is_some()) {
             ui.weak("No file dialog (zenity/kdialog) found: type the path and press Load.");
         }
-        if let Some(err) = &status.last_error {
-            ui.colored_label(Color32::from_rgb(240, 90, 70), format!("⚠ {err} — the previous model keeps running."));
+        if let Some(err) = error {
+            ui.colored_label(Color32::from_rgb(240, 90, 70), format!("⚠ {err}"));
         }
     }
 }

@@ -17,6 +17,7 @@ use clack_extensions::params::{
     HostParams, HostParamsImplMainThread, HostParamsImplShared, ParamClearFlags, ParamInfoBuffer, ParamRescanFlags,
     PluginParams,
 };
+use clack_extensions::render::{PluginRender, RenderMode};
 use clack_extensions::state::{HostState, HostStateImpl, PluginState};
 use clack_host::events::event_types::ParamValueEvent;
 use clack_host::prelude::*;
@@ -31,6 +32,7 @@ pub struct Exts {
     pub audio_ports: Option<PluginAudioPorts>,
     pub ports_config: Option<PluginAudioPortsConfig>,
     pub gui: Option<PluginGui>,
+    pub render: Option<PluginRender>,
 }
 
 #[derive(Default)]
@@ -56,6 +58,7 @@ impl<'a> SharedHandler<'a> for Shared {
             audio_ports: instance.get_extension(),
             ports_config: instance.get_extension(),
             gui: instance.get_extension(),
+            render: instance.get_extension(),
         });
     }
     fn request_restart(&self) {
@@ -226,6 +229,13 @@ impl Plugin {
         let supported = gui.is_api_supported(&h, GuiConfiguration { api_type: GuiApiType::X11, is_floating: false });
         let size = gui.get_size(&h).map(|s| (s.width, s.height));
         (supported, gui.can_resize(&h), size)
+    }
+
+    /// Switches between real-time and offline rendering (CLAP render extension).
+    pub fn set_offline(&mut self, offline: bool) {
+        let render = self.exts().render.expect("plugin has no render extension");
+        let mode = if offline { RenderMode::Offline } else { RenderMode::Realtime };
+        render.set(&self.instance.plugin_handle(), mode).expect("render mode refused");
     }
 
     pub fn latency(&mut self) -> u32 {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use super::{frames_bar, load_weights};
+use super::{frames_bar, load_weights, load_worker_weights};
 use crate::audio::cache::AudioLoader;
 use crate::data::{DataSpec, LoadOptions, Source, discover, load_entries};
 use crate::eval::{evaluate, report};
@@ -15,6 +15,10 @@ pub struct EvalArgs {
     /// Weights file (.safetensors); the built-in default weights otherwise.
     #[arg(long, value_name = "W")]
     pub weights: Option<PathBuf>,
+    /// Also score the plugin's Quality = Worker path with these worker weights (`default` =
+    /// the built-in worker weights), rendered offline so no frame falls back.
+    #[arg(long, value_name = "W")]
+    pub worker_weights: Option<PathBuf>,
     /// Data set folder with vocals/accompaniment tracks (repeatable; loose folders are ignored).
     #[arg(long = "data", required = true, value_name = "DIR")]
     pub data: Vec<DataSpec>,
@@ -40,6 +44,7 @@ pub struct EvalArgs {
 
 pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let weights = load_weights(args.weights.as_deref())?;
+    let worker = load_worker_weights(args.worker_weights.as_deref())?;
     let (mut entries, mut problems) = (Vec::new(), Vec::new());
     let mut loose = 0;
     for spec in &args.data {
@@ -70,7 +75,7 @@ pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
         }
     }
     let bar = frames_bar(data.tracks.iter().map(|t| t.vocals.frames() as u64).sum(), args.quiet);
-    let result = evaluate(&data.tracks, &weights, &bar)?;
+    let result = evaluate(&data.tracks, &weights, worker.as_ref(), &bar)?;
     bar.finish_and_clear();
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;

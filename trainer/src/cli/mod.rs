@@ -84,6 +84,17 @@ pub fn load_weights(path: Option<&Path>) -> anyhow::Result<Weights> {
     }
 }
 
+/// Worker weights for `--worker-weights`: none, `default` (built in) or a file.
+pub fn load_worker_weights(path: Option<&Path>) -> anyhow::Result<Option<Weights>> {
+    Ok(match path {
+        None => None,
+        Some(p) if p.as_os_str() == "default" => {
+            Some(crate::separate::default_worker_weights().context("built-in worker weights")?)
+        }
+        Some(p) => Some(Weights::load(p).with_context(|| format!("cannot load worker weights {}", p.display()))?),
+    })
+}
+
 /// A bar counting audio frames, hidden when `quiet`.
 pub fn frames_bar(total: u64, quiet: bool) -> ProgressBar {
     if quiet {

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 
-use super::{frames_bar, load_weights};
+use super::{frames_bar, load_weights, load_worker_weights};
 use crate::audio::decode::decode_file;
 use crate::audio::wav::write_wav;
-use crate::separate::separate;
+use crate::separate::separate_with;
 
 #[derive(Debug, Args)]
 pub struct SeparateArgs {
@@ -21,6 +21,10 @@ pub struct SeparateArgs {
     /// Weights file (.safetensors); the built-in default weights otherwise.
     #[arg(long, value_name = "W")]
     pub weights: Option<PathBuf>,
+    /// The plugin's Quality = Worker: also run this heavier worker model (`default` = the
+    /// built-in worker weights), with the light model as fallback; rendered offline.
+    #[arg(long, value_name = "W")]
+    pub worker_weights: Option<PathBuf>,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -40,6 +44,7 @@ fn output_name(path: &Path) -> String {
 
 pub(super) fn run(args: &SeparateArgs) -> anyhow::Result<()> {
     let weights = load_weights(args.weights.as_deref())?;
+    let worker = load_worker_weights(args.worker_weights.as_deref())?;
     // Refuse before any work rather than let one input overwrite another's stems.
     let mut seen = std::collections::HashMap::new();
     for input in &args.inputs {
@@ -60,8 +65,8 @@ pub(super) fn run(args: &SeparateArgs) -> anyhow::Result<()> {
         let bar = frames_bar(audio.frames() as u64, args.quiet);
         let name = output_name(input);
         bar.set_message(name.clone());
-        let stems =
-            separate(&weights, &audio, Some(&bar)).with_context(|| format!("separating {}", input.display()))?;
+        let stems = separate_with(&weights, worker.as_ref(), &audio, Some(&bar))
+            .with_context(|| format!("separating {}", input.display()))?;
         bar.finish_and_clear();
         let dir = args.out.join(&name);
         write_wav(&dir.join("vocals.wav"), &stems.vocals)?;

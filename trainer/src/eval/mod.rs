@@ -13,10 +13,12 @@ use serde::Serialize;
 
 use crate::data::TrackAudio;
 use crate::metrics::{TrackScores, evaluate_track, mean, nanmedian};
-use crate::separate::{Stems, separate};
+use crate::separate::{Stems, separate, separate_with};
 
 /// Names of the compared methods, in table order.
 pub const METHODS: [&str; 4] = ["isola", "mixture", "mid/side", "oracle IRM"];
+/// The extra row of `isola eval --worker-weights`: the plugin's Quality = Worker.
+pub const WORKER_METHOD: &str = "isola worker";
 
 /// One method on one track: scores, or why there are none.
 #[derive(Debug, Clone, Serialize)]
@@ -55,19 +57,37 @@ pub struct EvalReport {
     pub summary: Vec<Summary>,
 }
 
-/// Scores every method on every track; `bar` advances by track frames.
-pub fn evaluate(tracks: &[TrackAudio], weights: &Weights, bar: &ProgressBar) -> anyhow::Result<EvalReport> {
+/// The methods of a report, in table order.
+pub fn methods(with_worker: bool) -> Vec<&'static str> {
+    let mut m = METHODS.to_vec();
+    if with_worker {
+        m.insert(1, WORKER_METHOD);
+    }
+    m
+}
+
+/// Scores every method on every track (plus the worker path when `worker` weights are
+/// given); `bar` advances by track frames.
+pub fn evaluate(
+    tracks: &[TrackAudio],
+    weights: &Weights,
+    worker: Option<&Weights>,
+    bar: &ProgressBar,
+) -> anyhow::Result<EvalReport> {
     let mut results = Vec::with_capacity(tracks.len());
     for t in tracks {
         bar.set_message(t.name.clone());
         let mix = t.mixture();
         let model = separate(weights, &mix, None)?;
-        let candidates: [(&'static str, Option<Stems>, &str); 4] = [
+        let mut candidates: Vec<(&'static str, Option<Stems>, &str)> = vec![
             (METHODS[0], Some(model), ""),
             (METHODS[1], Some(baselines::mixture(&mix)), ""),
             (METHODS[2], baselines::mid_side(&mix), "mono track: no stereo image for mid/side"),
             (METHODS[3], Some(baselines::oracle_irm(&t.vocals, &t.accompaniment, &weights.meta.stft)), ""),
         ];
+        if let Some(w) = worker {
+            candidates.insert(1, (WORKER_METHOD, Some(separate_with(weights, Some(w), &mix, None)?), ""));
+        }
         let methods = candidates
             .into_iter()
             .map(|(method, stems, why_none)| match stems {
@@ -87,7 +107,7 @@ pub fn evaluate(tracks: &[TrackAudio], weights: &Weights, bar: &ProgressBar) -> 
         });
         bar.inc(t.vocals.frames() as u64);
     }
-    let summary = METHODS.iter().map(|m| summarise(m, &results)).collect();
+    let summary = methods(worker.is_some()).into_iter().map(|m| summarise(m, &results)).collect();
     Ok(EvalReport { weights: weights.meta.provenance.name.clone(), tracks: results, summary })
 }
 

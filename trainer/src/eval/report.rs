@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use plotters::prelude::*;
 
-use super::{EvalReport, METHODS};
+use super::{EvalReport, methods};
 use crate::plot::ensure_font;
 
 /// `12.34`, or `-` for NaN.
@@ -44,8 +44,9 @@ pub fn markdown(r: &EvalReport) -> String {
         );
     }
     let _ = writeln!(s, "\n## Vocals SDR per track\n");
-    let _ = writeln!(s, "| track | seconds | rate | {} |", METHODS.join(" | "));
-    let _ = writeln!(s, "|---|---:|---:|{}", "---:|".repeat(METHODS.len()));
+    let names = methods(r.summary.iter().any(|m| m.method == super::WORKER_METHOD));
+    let _ = writeln!(s, "| track | seconds | rate | {} |", names.join(" | "));
+    let _ = writeln!(s, "|---|---:|---:|{}", "---:|".repeat(names.len()));
     for t in &r.tracks {
         let cells: Vec<String> =
             t.methods.iter().map(|m| m.scores.as_ref().map_or("-".into(), |s| db(s.vocals.sdr))).collect();
