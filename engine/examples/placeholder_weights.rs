@@ -1,7 +1,8 @@
-//! Writes `assets/weights/default.safetensors` as a clearly labelled PLACEHOLDER: the
-//! default light model with deterministic random weights. It exists so the plugin can embed
-//! a valid file before trained default weights land (see the default-weights issue); it
-//! does not separate anything meaningfully.
+//! Writes untrained weights (deterministic random initialisation, clearly labelled
+//! PLACEHOLDER) for a chosen STFT grid and model size. Uses: a weights file of a given grid
+//! for `isola eval`'s oracle-mask ceiling at that grid (docs/exploration.md), and tests by hand.
+//! The embedded defaults are trained (assets/weights/*.toml); this never writes them unless
+//! asked to.
 //!
 //! `cargo run -p isola-engine --example placeholder_weights [OUT] [--worker] [--fft N --hop H]`
 //! (`--worker`: the worker model's size instead of the light one.)
