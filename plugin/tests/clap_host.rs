@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::clap::{ParamChange, Plugin, Rendered};
+use common::clap::{ParamChange, Plugin, Rendered, clap_state_blob, load_isola};
 use common::*;
 use isola_engine::rt::{RtMaskNet, Separator};
 use isola_engine::weights::Weights;
@@ -23,7 +23,7 @@ fn engine_latency(sample_rate: f64, channels: usize) -> usize {
 }
 
 fn load() -> Plugin {
-    Plugin::load(&bundle("clap"))
+    load_isola()
 }
 
 fn assert_finite(r: &Rendered, what: &str) {
@@ -247,12 +247,6 @@ fn mono_layout() {
 }
 
 /// Builds a CLAP state blob the way nice-plug writes it: little-endian u64 length + JSON.
-fn clap_state_blob(json: &str) -> Vec<u8> {
-    let mut b = (json.len() as u64).to_le_bytes().to_vec();
-    b.extend_from_slice(json.as_bytes());
-    b
-}
-
 #[test]
 fn corrupt_or_foreign_state_restores_defaults_without_crashing() {
     let sr = 48_000.0;

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::clap::{ParamChange, Plugin, Rendered};
+use common::clap::{ParamChange, Plugin, Rendered, clap_state_blob, load_isola};
 use common::*;
 use isola_engine::rt::{RtMaskNet, Separator, SeparatorParams};
 use isola_engine::weights::{Weights, random_weights};
@@ -70,7 +70,7 @@ fn worker_quality_latency_restart_output_and_fallback() {
     let input: Vec<Vec<f32>> = mixture(SR as f32, (2.0 * SR) as usize).into();
     let (light_out, light_latency, hop) = engine_vocals(&input, None);
 
-    let mut p = load_plugin();
+    let mut p = load_isola();
     assert_eq!(p.text("Quality"), "Light");
     let proc = p.activate(SR, BLOCK as u32, 2);
     assert_eq!(p.latency() as usize, light_latency);
@@ -143,15 +143,4 @@ fn worker_quality_latency_restart_output_and_fallback() {
     assert_eq!(p.latency() as usize, light_latency);
     p.deactivate(proc);
     let _ = std::fs::remove_dir_all(dir);
-}
-
-fn load_plugin() -> Plugin {
-    Plugin::load(&bundle("clap"))
-}
-
-/// A CLAP state stream as nice-plug writes it: 8-byte length header, then JSON.
-fn clap_state_blob(json: &str) -> Vec<u8> {
-    let mut blob = (json.len() as u64).to_le_bytes().to_vec();
-    blob.extend_from_slice(json.as_bytes());
-    blob
 }

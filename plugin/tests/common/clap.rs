@@ -477,3 +477,15 @@ impl Processor {
         self.proc.as_mut().unwrap().reset();
     }
 }
+
+/// Loads the freshly built `Isola.clap` bundle.
+pub fn load_isola() -> Plugin {
+    Plugin::load(&super::bundle("clap"))
+}
+
+/// A CLAP state stream as nice-plug writes it: 8-byte little-endian length, then JSON.
+pub fn clap_state_blob(json: &str) -> Vec<u8> {
+    let mut blob = (json.len() as u64).to_le_bytes().to_vec();
+    blob.extend_from_slice(json.as_bytes());
+    blob
+}
