@@ -4,6 +4,7 @@ use rand::Rng;
 
 use super::config::TrainConfig;
 use super::sampler::{Pools, step_rng};
+use crate::audio::Audio;
 use crate::audio::cache::AudioLoader;
 use crate::data::{DataSpec, LoadOptions, TrackAudio, discover, load_entries};
 
@@ -64,11 +65,30 @@ pub fn load_data(cfg: &TrainConfig, skip_bad: bool) -> anyhow::Result<RunData> {
     );
     for t in &mut val_tracks {
         let n = ((cfg.val_seconds * f64::from(t.vocals.sample_rate)) as usize).min(t.vocals.frames());
-        t.vocals = t.vocals.slice_padded(0, n);
-        t.accompaniment = t.accompaniment.slice_padded(0, n);
+        // The excerpt with the most singing: a song's first seconds are often an intro with
+        // near-silent vocals, where SDR measures nothing but the model's leakage.
+        let start = loudest_window(&t.vocals, n, t.vocals.sample_rate as usize);
+        t.vocals = t.vocals.slice_padded(start, n);
+        t.accompaniment = t.accompaniment.slice_padded(start, n);
     }
     pools.check()?;
     Ok(RunData { pools, val_tracks, skipped })
+}
+
+/// Start (a multiple of `step`) of the `len`-frame window of `audio` with the most energy.
+fn loudest_window(audio: &Audio, len: usize, step: usize) -> usize {
+    let step = step.max(1);
+    let energy: Vec<f64> =
+        (0..audio.frames()).map(|i| audio.channels.iter().map(|c| f64::from(c[i]) * f64::from(c[i])).sum()).collect();
+    let mut prefix = vec![0.0; energy.len() + 1];
+    for (i, e) in energy.iter().enumerate() {
+        prefix[i + 1] = prefix[i] + e;
+    }
+    let last = audio.frames().saturating_sub(len);
+    let mut starts: Vec<usize> = (0..=last).step_by(step).collect();
+    starts.push(last);
+    let window = |s: usize| prefix[(s + len).min(energy.len())] - prefix[s];
+    starts.into_iter().fold(0, |best, s| if window(s) > window(best) { s } else { best })
 }
 
 /// Tracks of a held-out split folder (`test`, `valid`, `validation`).
@@ -89,4 +109,33 @@ fn fingerprint(t: &TrackAudio) -> u64 {
         }
     }
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loudest_window_finds_the_sung_part_not_the_intro() {
+        // 10 s at 100 Hz: quiet intro, singing from 6 s to 9 s.
+        let mut a = Audio::silence(100, 2, 1000);
+        for c in &mut a.channels {
+            for (i, x) in c.iter_mut().enumerate() {
+                *x = if (600..900).contains(&i) { 0.5 } else { 1e-4 };
+            }
+        }
+        let start = loudest_window(&a, 300, 100);
+        assert_eq!(start, 600);
+        // A window as long as the track (or longer) starts at 0.
+        assert_eq!(loudest_window(&a, 1000, 100), 0);
+        assert_eq!(loudest_window(&a, 5000, 100), 0);
+        // Singing only in the last 50 frames: the window ending at the end wins.
+        for c in &mut a.channels {
+            for (i, x) in c.iter_mut().enumerate() {
+                *x = if i >= 950 { 0.5 } else { 1e-4 };
+            }
+        }
+        assert_eq!(loudest_window(&a, 300, 100), 700);
+        assert_eq!(loudest_window(&a, 320, 100), 680);
+    }
 }
