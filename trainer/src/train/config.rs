@@ -63,6 +63,9 @@ pub struct TrainConfig {
     pub gain_db: (f64, f64),
     /// Probability of swapping left and right.
     pub swap_prob: f64,
+    /// Random speed change (tempo and pitch together, by resampling) of each source, up to
+    /// ± this many percent in 1 % steps; 0 = off. Aligned stems share one speed.
+    pub speed_percent: u32,
     /// Vocal chunks quieter than this (RMS dBFS) are re-drawn (silence-aware sampling)...
     pub silence_db: f64,
     /// ...except with this probability, so the model also learns silent vocals.
@@ -109,6 +112,7 @@ impl Default for TrainConfig {
             remix_prob: 0.5,
             gain_db: (-9.0, 3.0),
             swap_prob: 0.5,
+            speed_percent: 0,
             silence_db: -50.0,
             silent_prob: 0.05,
             val_chunks: 16,
@@ -161,6 +165,7 @@ impl TrainConfig {
             "chunk_seconds must be at least {min_chunk:.3} s for this STFT"
         );
         anyhow::ensure!(self.gain_db.0 <= self.gain_db.1, "gain_db must be (low, high)");
+        anyhow::ensure!(self.speed_percent <= 50, "speed_percent must be at most 50");
         anyhow::ensure!(self.lr > 0.0 && self.grad_clip > 0.0, "lr and grad_clip must be positive");
         anyhow::ensure!(self.low_rate_weight >= 0.0, "low_rate_weight must be >= 0");
         anyhow::ensure!(self.loss_power > 0.0 && self.loss_power <= 2.0, "loss_power must be within (0, 2]");

@@ -92,22 +92,26 @@ pub fn sample<'a>(pools: &'a Pools, cfg: &TrainConfig, rng: &mut ChaCha8Rng) -> 
     let len = (cfg.chunk_seconds * f64::from(cfg.stft.sample_rate)).round() as usize;
     let accept_silent = rng.random::<f64>() < cfg.silent_prob;
     let remix = pools.tracks.is_empty() || rng.random::<f64>() < cfg.remix_prob;
-    let (mut v, mut a, lowest_rate) = if remix {
+    let (mut v, mut a, bandwidth_hz) = if remix {
         let pick = |sources: Vec<Src<'a>>, rng: &mut ChaCha8Rng| -> Src<'a> {
             let weights = sources.iter().map(|s| source_weight(s.audio.frames(), s.source_rate, cfg));
             sources[weighted_index(weights, rng)]
         };
         let v_src = pick(pools.vocal_sources(), rng);
-        let start = voiced_start(v_src.audio, len, cfg.silence_db, accept_silent, rng);
+        let v_speed = draw_speed(cfg, rng);
+        let start = voiced_start(v_src.audio, v_speed.span(len), cfg.silence_db, accept_silent, rng);
         let a_src = pick(pools.accompaniment_sources(), rng);
-        let a_start = rng.random_range(0..=a_src.audio.frames().saturating_sub(len));
-        let rate = v_src.source_rate.min(a_src.source_rate);
-        (v_src.audio.slice_padded(start, len), a_src.audio.slice_padded(a_start, len), rate)
+        let a_speed = draw_speed(cfg, rng);
+        let a_start = rng.random_range(0..=a_src.audio.frames().saturating_sub(a_speed.span(len)));
+        let bandwidth = v_speed.bandwidth(v_src.source_rate, cfg).min(a_speed.bandwidth(a_src.source_rate, cfg));
+        (v_speed.chunk(v_src.audio, start, len), a_speed.chunk(a_src.audio, a_start, len), bandwidth)
     } else {
         let weights = pools.tracks.iter().map(|t| source_weight(t.vocals.frames(), t.source_rate, cfg));
         let t = &pools.tracks[weighted_index(weights, rng)];
-        let start = voiced_start(&t.vocals, len, cfg.silence_db, accept_silent, rng);
-        (t.vocals.slice_padded(start, len), t.accompaniment.slice_padded(start, len), t.source_rate)
+        let speed = draw_speed(cfg, rng);
+        let start = voiced_start(&t.vocals, speed.span(len), cfg.silence_db, accept_silent, rng);
+        let bandwidth = speed.bandwidth(t.source_rate, cfg);
+        (speed.chunk(&t.vocals, start, len), speed.chunk(&t.accompaniment, start, len), bandwidth)
     };
     for x in [&mut v, &mut a] {
         *x = x.with_channels(2);
@@ -118,7 +122,57 @@ pub fn sample<'a>(pools: &'a Pools, cfg: &TrainConfig, rng: &mut ChaCha8Rng) -> 
     }
     let mut mixture = v.clone();
     mixture.add_assign(&a);
-    Example { mixture, vocals: v, accompaniment: a, bandwidth_hz: bandwidth(lowest_rate, cfg) }
+    Example { mixture, vocals: v, accompaniment: a, bandwidth_hz }
+}
+
+/// A speed change by `percent` % (0 = none): `span` source frames are played in `len`.
+#[derive(Clone, Copy)]
+struct Speed {
+    percent: i32,
+}
+
+/// A random speed when `speed_percent` is on; draws nothing otherwise, so runs without it
+/// see the same random numbers as before the option existed.
+fn draw_speed(cfg: &TrainConfig, rng: &mut ChaCha8Rng) -> Speed {
+    let p = cfg.speed_percent as i32;
+    Speed { percent: if p == 0 { 0 } else { rng.random_range(-p..=p) } }
+}
+
+impl Speed {
+    fn factor(self) -> f64 {
+        1.0 + f64::from(self.percent) / 100.0
+    }
+
+    /// Source frames that make `len` output frames.
+    fn span(self, len: usize) -> usize {
+        (len as f64 * self.factor()).round() as usize
+    }
+
+    /// Highest frequency the sped-up source can contain (pitch moves with speed).
+    fn bandwidth(self, source_rate: u32, cfg: &TrainConfig) -> f32 {
+        let nyquist = cfg.stft.sample_rate as f32 / 2.0;
+        (bandwidth(source_rate, cfg) * self.factor() as f32).min(nyquist)
+    }
+
+    /// `len` frames of `src` from `start`, played `factor` times faster: the `span` source
+    /// frames are declared to be at `factor` × the rate and resampled back (band-limited).
+    /// Rates stay on a 1 % grid so the FFT resampler's ratio is small (100 + percent : 100).
+    fn chunk(self, src: &Audio, start: usize, len: usize) -> Audio {
+        if self.percent == 0 {
+            return src.slice_padded(start, len);
+        }
+        let rate = src.sample_rate;
+        let mut part = src.slice_padded(start, self.span(len));
+        part.sample_rate = (f64::from(rate) * self.factor()).round() as u32;
+        match crate::audio::resample::resample(&part, rate) {
+            Ok(mut out) => {
+                out.sample_rate = rate;
+                out.slice_padded(0, len)
+            }
+            // Cannot happen for the rates above; an unchanged chunk is still a valid example.
+            Err(_) => src.slice_padded(start, len),
+        }
+    }
 }
 
 /// Half of the lower of a source's rate and the model rate.
@@ -249,5 +303,45 @@ mod tests {
         let bws: Vec<f32> = (0..300).map(|s| sample(&p, &c, &mut step_rng(2, s)).bandwidth_hz).collect();
         assert!(bws.contains(&2000.0) && bws.contains(&4000.0), "remixes with the 4 kHz vocal are limited to 2 kHz");
         assert!(bws.iter().all(|&b| b == 2000.0 || b == 4000.0));
+    }
+
+    /// Frequency of a steady tone from its zero crossings.
+    fn tone_hz(x: &[f32], rate: f64) -> f64 {
+        let crossings = x.windows(2).filter(|w| (w[0] < 0.0) != (w[1] < 0.0)).count();
+        crossings as f64 / 2.0 / (x.len() as f64 / rate)
+    }
+
+    #[test]
+    fn speed_augmentation_moves_pitch_on_a_one_percent_grid_and_the_bandwidth_with_it() {
+        let mut c = cfg();
+        c.speed_percent = 10;
+        c.remix_prob = 0.0;
+        // Vocals: a 1 kHz tone; accompaniment: a 500 Hz tone (aligned stems share the speed).
+        let tone = |hz: f32| -> Vec<f32> {
+            (0..32_000).map(|i| (std::f32::consts::TAU * hz * i as f32 / 8000.0).sin() * 0.5).collect()
+        };
+        let vocals = Audio { sample_rate: 8000, channels: vec![tone(1000.0); 2] };
+        let accompaniment = Audio { sample_rate: 8000, channels: vec![tone(500.0); 2] };
+        let t = TrackAudio { name: "tone".into(), split: None, vocals, accompaniment, source_rate: 4000 };
+        let p = Pools { tracks: vec![t], ..Default::default() };
+        let mut seen = std::collections::BTreeSet::new();
+        for step in 0..60 {
+            let e = sample(&p, &c, &mut step_rng(7, step));
+            assert_eq!((e.vocals.frames(), e.accompaniment.frames()), (8000, 8000));
+            // Away from the resampler's edges.
+            let v = tone_hz(&e.vocals.channels[0][500..7500], 8000.0) / 1000.0;
+            let a = tone_hz(&e.accompaniment.channels[0][500..7500], 8000.0) / 500.0;
+            let k = ((v - 1.0) * 100.0).round();
+            assert!(k.abs() <= 10.0 && (v - (1.0 + k / 100.0)).abs() < 0.003, "speed {v}");
+            assert!((a - v).abs() < 0.003, "aligned stems share the speed: {a} vs {v}");
+            // A 4 kHz-rate source holds up to 2 kHz; sped up by v it holds up to 2 kHz × v.
+            assert!((f64::from(e.bandwidth_hz) - 2000.0 * (1.0 + k / 100.0)).abs() < 0.5, "{}", e.bandwidth_hz);
+            seen.insert(k as i32);
+        }
+        assert!(seen.len() >= 10, "speeds drawn: {seen:?}");
+        // Off: plain chunks of the source, no resampling.
+        c.speed_percent = 0;
+        let e = sample(&p, &c, &mut step_rng(7, 0));
+        assert!((tone_hz(&e.vocals.channels[0], 8000.0) - 1000.0).abs() < 1.0);
     }
 }
