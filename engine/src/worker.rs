@@ -239,6 +239,9 @@ struct Runner {
     state: MaskNetState,
     device: Device,
     shared: Arc<Shared>,
+    /// Slots taken from `todo`, kept boxed: they go back to the queues as the same
+    /// allocations the audio thread handed over (moving a pointer, not a frame).
+    #[allow(clippy::vec_box)]
     batch: Vec<Box<FrameSlot>>,
 }
 

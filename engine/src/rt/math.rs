@@ -108,8 +108,8 @@ mod avx2 {
                 }
                 for (k, acc) in [a0, a1, a2, a3].into_iter().enumerate() {
                     let mut s = hsum(acc);
-                    for c in split..n {
-                        s += *wp.add((r + k) * n + c) * x[c];
+                    for (c, &xc) in x.iter().enumerate().take(n).skip(split) {
+                        s += *wp.add((r + k) * n + c) * xc;
                     }
                     y[r + k] = s + b[r + k];
                 }
@@ -126,8 +126,8 @@ mod avx2 {
                     c += 8;
                 }
                 let mut s = hsum(a0);
-                for c in split..n {
-                    s += *wp.add(r * n + c) * x[c];
+                for (c, &xc) in x.iter().enumerate().take(n).skip(split) {
+                    s += *wp.add(r * n + c) * xc;
                 }
                 y[r] = s + b[r];
             }

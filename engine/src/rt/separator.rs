@@ -371,6 +371,7 @@ impl Separator {
                     p.gains[3].next(targets[3]),
                 ];
                 let pos = p.delay_pos;
+                #[allow(clippy::needless_range_loop)] // `c` indexes five per-channel buffers
                 for c in 0..p.channels {
                     let dry = std::mem::replace(&mut p.delay[c][pos], p.input[c][i]);
                     let v = p.vocals[c][i];

@@ -164,6 +164,7 @@ impl StreamingStft {
         let mut done = 0;
         while done < len {
             let m = (len - done).min(self.hop - self.fill);
+            #[allow(clippy::needless_range_loop)] // `c` indexes both the frames and the input
             for c in 0..self.channels {
                 let at = self.fft_size - self.hop + self.fill;
                 self.frames[c][at..at + m].copy_from_slice(&input[c][done..done + m]);
@@ -212,9 +213,8 @@ impl StreamingStft {
 
     fn pop(&mut self, output: &mut [&mut [f32]], at: usize, m: usize) {
         let cap = 2 * self.hop;
-        for c in 0..self.channels {
-            let fifo = &self.fifos[c];
-            for (i, o) in output[c][at..at + m].iter_mut().enumerate() {
+        for (fifo, out) in self.fifos.iter().zip(output.iter_mut()).take(self.channels) {
+            for (i, o) in out[at..at + m].iter_mut().enumerate() {
                 *o = fifo[(self.fifo_read + i) % cap];
             }
         }
