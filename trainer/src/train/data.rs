@@ -77,18 +77,15 @@ pub fn load_data(cfg: &TrainConfig, skip_bad: bool) -> anyhow::Result<RunData> {
 
 /// Start (a multiple of `step`) of the `len`-frame window of `audio` with the most energy.
 fn loudest_window(audio: &Audio, len: usize, step: usize) -> usize {
-    let step = step.max(1);
-    let energy: Vec<f64> =
-        (0..audio.frames()).map(|i| audio.channels.iter().map(|c| f64::from(c[i]) * f64::from(c[i])).sum()).collect();
-    let mut prefix = vec![0.0; energy.len() + 1];
-    for (i, e) in energy.iter().enumerate() {
-        prefix[i + 1] = prefix[i] + e;
+    // prefix[i] = energy of frames 0..i, all channels.
+    let mut prefix = vec![0.0; audio.frames() + 1];
+    for i in 0..audio.frames() {
+        prefix[i + 1] = prefix[i] + audio.channels.iter().map(|c| f64::from(c[i]) * f64::from(c[i])).sum::<f64>();
     }
+    let window = |s: usize| prefix[(s + len).min(audio.frames())] - prefix[s];
     let last = audio.frames().saturating_sub(len);
-    let mut starts: Vec<usize> = (0..=last).step_by(step).collect();
-    starts.push(last);
-    let window = |s: usize| prefix[(s + len).min(energy.len())] - prefix[s];
-    starts.into_iter().fold(0, |best, s| if window(s) > window(best) { s } else { best })
+    let starts = (0..=last).step_by(step.max(1)).chain(std::iter::once(last));
+    starts.fold(0, |best, s| if window(s) > window(best) { s } else { best })
 }
 
 /// Tracks of a held-out split folder (`test`, `valid`, `validation`).
