@@ -43,6 +43,10 @@ pub struct BufferManager {
     aux_input_storage: Vec<Vec<Vec<f32>>>,
 
     aux_output_buffers: Vec<Buffer<'static>>,
+    /// ISOLA PATCH: scratch channels (`max_buffer_size` samples each) for auxiliary outputs, or
+    /// channels of them, that the host does not provide (an inactive VST3 bus, a CLAP host that
+    /// passes fewer ports). Without them the slices were empty and the whole block was skipped.
+    aux_output_storage: Vec<Vec<Vec<f32>>>,
 }
 
 // SAFETY: The raw pointers in the `ChannelPointers` fields/vectors are only used as scratch storage
@@ -121,6 +125,12 @@ impl BufferManager {
         }
 
         let mut aux_output_buffers = Vec::with_capacity(audio_io_layout.aux_output_ports.len());
+        // ISOLA PATCH: preallocated here so a missing host buffer never allocates in `process`.
+        let aux_output_storage = audio_io_layout
+            .aux_output_ports
+            .iter()
+            .map(|num_channels| vec![vec![0.0; max_buffer_size]; num_channels.get() as usize])
+            .collect();
         for num_channels in audio_io_layout.aux_output_ports {
             let mut buffer = Buffer::default();
             unsafe {
@@ -144,6 +154,7 @@ impl BufferManager {
             aux_input_storage,
 
             aux_output_buffers,
+            aux_output_storage,
         }
     }
 
@@ -334,48 +345,42 @@ impl BufferManager {
 
         // The auxiliary output buffers can point directly to the host's buffers. This logic is the
         // same as the main outputs, minus the copying of input cdata
-        for (output_channel_pointers, output_buffer) in self
+        // ISOLA PATCH: a port or channel the host does not provide (no pointers, fewer channels,
+        // a null channel pointer) points to zeroed scratch storage instead of an empty slice, so
+        // the plugin still processes its main output. Only a block longer than the preallocated
+        // `max_buffer_size` (a host bug) still gets empty slices.
+        for ((output_channel_pointers, output_buffer), output_storage) in self
             .aux_output_channel_pointers
             .iter()
             .zip(self.aux_output_buffers.iter_mut())
+            .zip(self.aux_output_storage.iter_mut())
         {
             unsafe {
                 output_buffer.set_slices(num_samples, |output_slices| {
-                    match output_channel_pointers {
-                        Some(output_channel_pointers) => {
-                            crate::nice_debug_assert_eq!(
-                                output_slices.len(),
-                                output_channel_pointers.num_channels
-                            );
-                            for (channel_idx, output_slice) in output_slices
-                                .iter_mut()
-                                .enumerate()
-                                .take(output_channel_pointers.num_channels)
-                            {
-                                let output_channel_pointer =
-                                    output_channel_pointers.ptrs.as_ptr().add(channel_idx);
-
-                                *output_slice = std::slice::from_raw_parts_mut(
-                                    (*output_channel_pointer).add(sample_offset),
-                                    num_samples,
-                                );
-
-                                // The host may not zero out the buffers, and assume the plugin always
-                                // write something there
-                                output_slice.fill(0.0);
+                    let host_channels = output_channel_pointers.map_or(0, |p| p.num_channels);
+                    for ((channel_idx, output_slice), scratch) in output_slices
+                        .iter_mut()
+                        .enumerate()
+                        .zip(output_storage.iter_mut())
+                    {
+                        let host_ptr = match output_channel_pointers {
+                            Some(p) if channel_idx < host_channels => {
+                                *p.ptrs.as_ptr().add(channel_idx)
                             }
+                            _ => std::ptr::null_mut(),
+                        };
+                        *output_slice = if !host_ptr.is_null() {
+                            std::slice::from_raw_parts_mut(host_ptr.add(sample_offset), num_samples)
+                        } else if num_samples <= scratch.len() {
+                            // SAFETY: `scratch` is not accessed directly while the slice lives
+                            &mut *(&mut scratch[..num_samples] as *mut [f32])
+                        } else {
+                            &mut []
+                        };
 
-                            // If the caller/host should have provided buffer pointers but didn't then
-                            // we must get rid of any dangling slices
-                            output_slices[output_channel_pointers.num_channels..]
-                                .fill_with(|| &mut [])
-                        }
-                        None => {
-                            crate::nice_debug_assert_eq!(output_slices.len(), 0);
-
-                            // Same as above
-                            output_slices.fill_with(|| &mut [])
-                        }
+                        // The host may not zero out the buffers, and assume the plugin always
+                        // write something there
+                        output_slice.fill(0.0);
                     }
                 });
             }

@@ -767,12 +767,11 @@ impl<P: Vst3Plugin> IEditControllerTrait for Wrapper<P> {
     }
 
     unsafe fn setParamNormalized(&self, id: ParamID, value: ParamValue) -> tresult {
-        // If the plugin is currently processing audio, then this parameter change will also be sent
-        // to the process function
-        if self.inner.is_processing.load(Ordering::SeqCst) {
-            return kResultOk;
-        }
-
+        // ISOLA PATCH: the value is set even while processing. The early return here ("the change
+        // will also be sent to the process function") lost it whenever the host saved the state
+        // before its next process call, or never sent it there. Setting the atomic value from
+        // this thread is what the non-processing path always did; the process call's own copy of
+        // the change still lands at its sample offset.
         let sample_rate = self
             .inner
             .current_buffer_config
@@ -855,7 +854,8 @@ impl<P: Vst3Plugin> IAudioProcessorTrait for Wrapper<P> {
                 // NOTE: We completely ignore the speaker arrangements and only look at the channel
                 //       counts here. This may cause issues at some point, but it works for now.
                 let has_main_input = layout.main_input_channels.is_some();
-                let aux_input_start_idx = if has_main_input { 0 } else { 1 };
+                // ISOLA PATCH: aux buses follow the main bus (was inverted: compared the wrong bus)
+                let aux_input_start_idx = if has_main_input { 1 } else { 0 };
                 if has_main_input
                     && unsafe {
                         (*inputs).count_ones() != layout.main_input_channels.unwrap().get()
@@ -873,7 +873,8 @@ impl<P: Vst3Plugin> IAudioProcessorTrait for Wrapper<P> {
                 }
 
                 let has_main_output = layout.main_output_channels.is_some();
-                let aux_output_start_idx = if has_main_output { 0 } else { 1 };
+                // ISOLA PATCH: as above
+                let aux_output_start_idx = if has_main_output { 1 } else { 0 };
                 if unsafe {
                     (*outputs).count_ones()
                         != layout
@@ -1455,7 +1456,8 @@ impl<P: Vst3Plugin> IAudioProcessorTrait for Wrapper<P> {
                                     .enumerate()
                                 {
                                     let aux_input_idx = aux_input_no + aux_input_start_idx;
-                                    if aux_input_idx > data.numOutputs as usize {
+                                    // ISOLA PATCH: `>=` and `numInputs`; this read past the host's input bus array
+                                    if aux_input_idx >= data.numInputs as usize {
                                         break;
                                     }
 
@@ -1479,7 +1481,8 @@ impl<P: Vst3Plugin> IAudioProcessorTrait for Wrapper<P> {
                                     .enumerate()
                                 {
                                     let aux_output_idx = aux_output_no + aux_output_start_idx;
-                                    if aux_output_idx > data.numOutputs as usize {
+                                    // ISOLA PATCH: `>=`; `>` read one bus past the host's array
+                                    if aux_output_idx >= data.numOutputs as usize {
                                         break;
                                     }
 
