@@ -5,13 +5,35 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Lowest host sample rate the separator runs at (Hz). Below it (and above
+/// [`MAX_SAMPLE_RATE`]) the plugin passes audio through, latency 0, stems silent.
+pub const MIN_SAMPLE_RATE: f64 = 8_000.0;
+/// Highest host sample rate the separator runs at (Hz): the highest rate hosts offer.
+pub const MAX_SAMPLE_RATE: f64 = 768_000.0;
+/// Largest FFT size of any grid, the model's or a runtime one (2^17: 171 ms at 768 kHz).
+/// [`StftConfig::validate`] only accepts model grids whose runtime grid at
+/// [`MAX_SAMPLE_RATE`] stays within it, so every valid weights file runs at every
+/// supported rate.
+pub const MAX_FFT_SIZE: usize = 131_072;
+const MIN_FFT_SIZE: usize = 16;
+
+/// Whether the separator runs at `rate` Hz ([`MIN_SAMPLE_RATE`]..=[`MAX_SAMPLE_RATE`]).
+pub fn supports_sample_rate(rate: f64) -> bool {
+    rate.is_finite() && (MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&rate)
+}
+
 /// Why a configuration was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("sample rate {0} Hz is outside 8000..=384000")]
+    #[error("sample rate {0} Hz is outside {MIN_SAMPLE_RATE}..={MAX_SAMPLE_RATE}")]
     SampleRate(u32),
-    #[error("fft size {0} must be even and within 16..=16384")]
+    #[error("fft size {0} must be even and within {MIN_FFT_SIZE}..={MAX_FFT_SIZE}")]
     FftSize(usize),
+    #[error(
+        "fft size {fft_size} at {sample_rate} Hz becomes {at_max} at {MAX_SAMPLE_RATE} Hz, more than \
+         {MAX_FFT_SIZE}: use frames of at most {max_ms} ms"
+    )]
+    FramesTooLong { fft_size: usize, sample_rate: u32, at_max: usize, max_ms: u32 },
     #[error("hop {hop} must be within 1..=fft_size/2 ({max})")]
     Hop { hop: usize, max: usize },
     #[error("window {window:?} with hop {hop} does not overlap-add to a non-zero sum for fft size {fft_size}")]
@@ -82,11 +104,20 @@ impl StftConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(8_000..=384_000).contains(&self.sample_rate) {
+        if !supports_sample_rate(self.sample_rate as f64) {
             return Err(ConfigError::SampleRate(self.sample_rate));
         }
-        if !self.fft_size.is_multiple_of(2) || !(16..=16_384).contains(&self.fft_size) {
+        if !self.fft_size.is_multiple_of(2) || !(MIN_FFT_SIZE..=MAX_FFT_SIZE).contains(&self.fft_size) {
             return Err(ConfigError::FftSize(self.fft_size));
+        }
+        let at_max = self.for_rate(MAX_SAMPLE_RATE).fft_size;
+        if at_max > MAX_FFT_SIZE {
+            return Err(ConfigError::FramesTooLong {
+                fft_size: self.fft_size,
+                sample_rate: self.sample_rate,
+                at_max,
+                max_ms: (MAX_FFT_SIZE as f64 / MAX_SAMPLE_RATE * 1e3) as u32,
+            });
         }
         let max = self.fft_size / 2;
         if self.hop == 0 || self.hop > max {
@@ -99,7 +130,7 @@ impl StftConfig {
     }
 
     /// The runtime grid for audio at `rate` Hz: frames as long in seconds as the model's and
-    /// bins as wide in Hz, to within 2 % (0.5 % at 48 and 96 kHz). The FFT size is the nearest size with only
+    /// bins as wide in Hz, to within 2 % (0.5 % at 48 and 96 kHz; 4 % near 8 kHz, where the grid is coarse). The FFT size is the nearest size with only
     /// the prime factors 2, 3, 5, 7 (fast in rustfft) that keeps `hop / fft_size` exact, so
     /// the network sees what it saw in training at every rate (e.g. 1024/256 at 44.1 kHz →
     /// 1120/280 at 48 kHz, 2240/560 at 96 kHz).
@@ -122,7 +153,7 @@ impl StftConfig {
         let fft_size = (0..)
             .flat_map(|d| [base + d, base.saturating_sub(d)])
             .map(|k| k.max(1) * step)
-            .find(|&n| smooth(n) && n >= 16)
+            .find(|&n| smooth(n) && n >= MIN_FFT_SIZE)
             .unwrap_or(self.fft_size);
         StftConfig {
             sample_rate: rate.round() as u32,
@@ -287,13 +318,45 @@ mod tests {
         assert_eq!(grid(88_200.0), (2048, 512));
         assert_eq!(grid(48_000.0), (1120, 280));
         assert_eq!(grid(96_000.0), (2240, 560));
-        for rate in [22_050.0, 32_000.0, 44_100.0, 48_000.0, 88_200.0, 96_000.0, 176_400.0, 192_000.0] {
+        for rate in [22_050.0, 32_000.0, 44_100.0, 48_000.0, 88_200.0, 96_000.0, 176_400.0, 192_000.0, 768_000.0] {
             let g = model.for_rate(rate);
             let seconds = g.fft_size as f64 / rate;
             let trained = 1024.0 / 44_100.0;
             assert!((seconds / trained - 1.0).abs() < 0.02, "{rate}: {g:?}");
             assert_eq!(g.fft_size, 4 * g.hop);
         }
+    }
+
+    #[test]
+    fn every_supported_rate_has_a_valid_runtime_grid() {
+        // The default and the shipped grid, at the rate limits and the rates hosts offer.
+        for model in [StftConfig::default(), StftConfig { fft_size: 1008, hop: 252, ..StftConfig::default() }] {
+            model.validate().unwrap();
+            for rate in [
+                MIN_SAMPLE_RATE,
+                8_000.5,
+                11_025.0,
+                16_000.0,
+                44_100.0,
+                352_800.0,
+                384_000.0,
+                705_600.0,
+                MAX_SAMPLE_RATE,
+            ] {
+                assert!(supports_sample_rate(rate));
+                let g = model.for_rate(rate);
+                g.validate().unwrap_or_else(|e| panic!("{model:?} at {rate} Hz: {e}"));
+                let ratio = (g.fft_size as f64 / rate) / (model.fft_size as f64 / model.sample_rate as f64);
+                // The grid is coarse at low rates (8 kHz: 180 instead of 185.8 samples).
+                assert!((ratio - 1.0).abs() < 0.04, "{rate}: {g:?}");
+            }
+        }
+        for rate in [0.0, 7_999.9, 1_234.5678, 768_000.1, f64::NAN, f64::INFINITY] {
+            assert!(!supports_sample_rate(rate), "{rate}");
+        }
+        // A model grid that could not run at the top rate is refused when it is made.
+        let long = StftConfig { sample_rate: 44_100, fft_size: 16_384, hop: 4_096, ..StftConfig::default() };
+        assert!(matches!(long.validate(), Err(ConfigError::FramesTooLong { .. })), "{:?}", long.validate());
     }
 
     #[test]

@@ -11,7 +11,11 @@ pub enum EngineError {
     Weights(#[from] WeightsError),
     #[error("unsupported channel count {0}: Isola processes mono or stereo")]
     Channels(usize),
-    #[error("unsupported sample rate {0} Hz")]
+    #[error(
+        "unsupported sample rate {0} Hz (the separator runs at {min}..={max} Hz)",
+        min = crate::config::MIN_SAMPLE_RATE,
+        max = crate::config::MAX_SAMPLE_RATE
+    )]
     SampleRate(f32),
     #[error("inference worker: {0}")]
     Worker(String),

@@ -374,3 +374,40 @@ fn process_before_prepare_is_harmless() {
     assert!(sep.prepare(44_100.0, 64, 3).is_err());
     assert!(sep.prepare(f32::NAN, 64, 2).is_err());
 }
+
+/// Quiet signals at maximum strength: a mask near 1e-35 (`sigmoid(4 · −20)`) times quiet
+/// spectra resynthesises subnormal samples unless the outputs are flushed. Runs without FTZ
+/// (test threads have the default MXCSR), every mode, a range of levels and gains.
+#[test]
+fn quiet_input_at_max_strength_gives_no_subnormal_output() {
+    use isola_engine::rt::MAX_STRENGTH;
+    let is_subnormal = |x: f32| x != 0.0 && x.abs() < f32::MIN_POSITIVE;
+    let rate = 48_000.0;
+    let mut seen_tiny = false;
+    for bias in [-20.0, -10.0, 20.0] {
+        let weights = constant_mask_weights(bias);
+        for level in [1e-2f32, 1e-4, 1e-6, 1e-8] {
+            let input: Vec<Vec<f32>> = stereo_mix(rate, 9_000).iter().map(|c| c.iter().map(|x| x * level).collect()).collect();
+            for output in [OutputMode::Vocals, OutputMode::Accompaniment, OutputMode::Balance] {
+                for (vocal_gain, mix) in [(1.0, 1.0), (0.001, 1.0), (4.0, 0.5)] {
+                    let mut sep = separator(&weights, rate, 2);
+                    let params = SeparatorParams { output, strength: MAX_STRENGTH, vocal_gain, mix, ..Default::default() };
+                    let out = run(&mut sep, &input, &[64, 1, 300], &params);
+                    for (name, bus) in [("main", &out.main), ("vocals", &out.vocals), ("accompaniment", &out.accompaniment)] {
+                        for (c, ch) in bus.iter().enumerate() {
+                            seen_tiny |= ch.iter().any(|&x| x != 0.0 && x.abs() < 1e-30);
+                            let bad = ch.iter().position(|&x| is_subnormal(x));
+                            assert!(
+                                bad.is_none(),
+                                "bias {bias} level {level} {output:?}: subnormal {name}[{c}][{}] = {:e}",
+                                bad.unwrap_or(0),
+                                ch[bad.unwrap_or(0)]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(!seen_tiny, "outputs below the flush threshold survived");
+}

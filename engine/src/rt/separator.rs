@@ -8,6 +8,7 @@
 
 use crate::error::EngineError;
 use crate::rt::masking::{MaskStage, WorkerStats};
+use crate::rt::math::flush_tiny;
 use crate::rt::net::RtMaskNet;
 use crate::rt::stft::StreamingStft;
 use crate::worker::{WorkerLink, WorkerState};
@@ -173,7 +174,7 @@ impl Separator {
         if !(1..=2).contains(&channels) {
             return Err(EngineError::Channels(channels));
         }
-        if !(sample_rate.is_finite() && (8_000.0..=768_000.0).contains(&sample_rate)) {
+        if !crate::config::supports_sample_rate(sample_rate as f64) {
             return Err(EngineError::SampleRate(sample_rate));
         }
         let model_stft = *self.net.stft_config();
@@ -333,13 +334,11 @@ impl Separator {
             for c in 0..p.channels {
                 let src = &main[c.min(channels - 1)][done..done + m];
                 for (dst, &x) in p.input[c][..m].iter_mut().zip(src) {
-                    *dst = if !x.is_finite() {
+                    *dst = if x.is_finite() {
+                        flush_tiny(x.clamp(-INPUT_LIMIT, INPUT_LIMIT))
+                    } else {
                         bad_input = true;
                         0.0
-                    } else if x.abs() < 1e-30 {
-                        0.0
-                    } else {
-                        x.clamp(-INPUT_LIMIT, INPUT_LIMIT)
                     };
                 }
             }
@@ -374,12 +373,15 @@ impl Separator {
                 #[allow(clippy::needless_range_loop)] // `c` indexes five per-channel buffers
                 for c in 0..p.channels {
                     let dry = std::mem::replace(&mut p.delay[c][pos], p.input[c][i]);
-                    let v = p.vocals[c][i];
-                    let a = dry - v;
+                    // Every output is flushed: a near-zero mask on quiet input resynthesises
+                    // subnormal samples, which are slow downstream where FTZ is off.
+                    let v = flush_tiny(p.vocals[c][i]);
+                    let a = flush_tiny(dry - v);
                     let wet_out = mix * (gv * v + ga * a) + (1.0 - mix) * dry;
+                    p.vocals[c][i] = v;
                     p.input[c][i] = a; // reuse: accompaniment for the aux pass below
                     if c < channels {
-                        main[c][done + i] = wet * wet_out + (1.0 - wet) * dry;
+                        main[c][done + i] = flush_tiny(wet * wet_out + (1.0 - wet) * dry);
                     }
                 }
                 p.delay_pos = if pos + 1 == latency { 0 } else { pos + 1 };
