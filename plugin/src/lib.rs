@@ -15,6 +15,7 @@ pub mod model;
 pub mod params;
 
 use editor::telemetry::{Taps, Telemetry};
+use isola_engine::config::{MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, supports_sample_rate};
 use isola_engine::worker::{Worker, WorkerConfig, preferred_device};
 use model::{LoadError, Loader, ModelSlot, PollAction, WorkerStatus};
 use params::{IsolaParams, MAX_WORKER_BUDGET, Quality};
@@ -142,6 +143,24 @@ impl Isola {
         Err(last_err)
     }
 
+    /// Activation at a sample rate the engine does not run at: no separator, no worker; the
+    /// audio passes through unchanged with latency 0 and silent stems, and the editor says why.
+    /// Called from `activate()` (never the audio thread): drops the separator here.
+    fn pass_through(&mut self, sample_rate: f32) {
+        if let Some(old) = self.worker.take() {
+            old.stop();
+        }
+        // Keeps `slot.info`: the next activation at a supported rate rebuilds from it.
+        self.slot.sep = None;
+        self.prepared = None;
+        self.mode = None;
+        self.loader.set_worker(None);
+        self.loader.set_passthrough(Some(format!(
+            "sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}..={MAX_SAMPLE_RATE} Hz: passing audio through \
+             unprocessed (latency 0, stems silent)"
+        )));
+    }
+
     /// The mode the parameters ask for. Audio thread safe (atomic loads).
     fn wanted_mode(&self) -> Mode {
         Mode {
@@ -211,7 +230,11 @@ impl Isola {
             st.added_latency = mode.budget_hops * sep.hop();
         }
         self.loader.set_worker(status);
-        prepared.map_err(|e| LoadError(format!("cannot prepare the separator: {e}")))
+        prepared.map_err(|e| {
+            let e = LoadError(format!("cannot prepare the separator: {e}"));
+            self.loader.set_error(e.clone());
+            e
+        })
     }
 }
 
@@ -296,8 +319,15 @@ impl Plugin for Isola {
         // Every buffer the audio thread touches is sized here (the engine's `prepare` for the
         // host's sample rate and channel count), so `process` never allocates.
         self.restart_requested = false;
+        if !supports_sample_rate(buffer_config.sample_rate as f64) {
+            self.pass_through(buffer_config.sample_rate);
+            context.set_latency_samples(0);
+            return true;
+        }
+        self.loader.set_passthrough(None);
         if let Err(e) = self.ensure_separator(want).and_then(|()| self.setup_worker(want)) {
-            nice_error!("Isola cannot activate: {e}");
+            // Already logged (and shown in the editor) where it was found; logged once.
+            let _ = e;
             return false;
         }
         if let Some(sep) = self.slot.sep.as_deref_mut() {
@@ -355,8 +385,9 @@ impl Plugin for Isola {
             _ => (None, None),
         };
         let Some(sep) = self.slot.sep.as_mut() else {
-            // Not activated successfully: output silence rather than stale host memory.
-            dsp::silence(main);
+            // Pass-through (a sample rate the engine does not run at): the main buffer already
+            // holds the input (nice-plug processes in place); garbage still never leaves.
+            dsp::sanitize(main);
             vocals.map(dsp::silence);
             accompaniment.map(dsp::silence);
             return ProcessStatus::Normal;

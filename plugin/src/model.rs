@@ -81,6 +81,9 @@ pub struct LoadStatus {
     pub summary: Option<ModelSummary>,
     /// The worker as set up by the last activation (`None` with Quality = Light).
     pub worker: Option<WorkerStatus>,
+    /// Why the last activation passes audio through instead of separating (a sample rate
+    /// outside the engine's range); `None` while separating.
+    pub passthrough: Option<String>,
 }
 
 /// What the editor shows about the inference worker.
@@ -112,7 +115,7 @@ impl ModelSummary {
         let meta = &info.weights.meta;
         Self {
             sample_rate: meta.stft.sample_rate,
-            datasets: meta.provenance.datasets.clone(),
+            datasets: dataset_names(&meta.provenance.datasets),
             validation_sdr_db: meta.provenance.validation_sdr_db,
             notes: meta.provenance.notes.clone(),
         }
@@ -132,20 +135,49 @@ pub fn load_worker_weights(path: Option<&str>) -> Result<ModelInfo, LoadError> {
 }
 
 fn load_from(path: Option<&str>, embedded: &[u8]) -> Result<ModelInfo, LoadError> {
-    let (weights, name) = match path {
-        None => (
-            Weights::from_bytes(embedded)
-                .map_err(|e| LoadError(format!("embedded default weights are invalid: {e}")))?,
-            "default (embedded)".to_owned(),
-        ),
-        Some(p) => (Weights::load(p).map_err(|e| LoadError(format!("cannot load weights '{p}': {e}")))?, p.to_owned()),
+    let weights = match path {
+        None => Weights::from_bytes(embedded)
+            .map_err(|e| LoadError(format!("embedded default weights are invalid: {e}")))?,
+        Some(p) => Weights::load(p).map_err(|e| LoadError(format!("cannot load weights '{p}': {e}")))?,
     };
-    let name = if weights.meta.provenance.name.is_empty() {
-        name
-    } else {
-        format!("{} ({name})", weights.meta.provenance.name)
-    };
+    let name = display_name(&weights.meta.provenance.name, path);
     Ok(ModelInfo { path: path.map(str::to_owned), name, weights: Arc::new(weights) })
+}
+
+/// How the editor and the log name a model: its metadata name and where it came from, each
+/// once (`Isola light (default), embedded`; `My model, /path/to/file.safetensors`; a file
+/// without a name is its path).
+pub fn display_name(meta_name: &str, path: Option<&str>) -> String {
+    match (meta_name.trim(), path) {
+        ("", None) => "embedded default".to_owned(),
+        ("", Some(p)) => p.to_owned(),
+        (name, None) => format!("{name}, embedded"),
+        (name, Some(p)) => format!("{name}, {p}"),
+    }
+}
+
+/// A weights file's data-set entries as people name them. The trainer records its `--data`
+/// arguments (`DIR`, `vocals:DIR`, `instrumental:DIR`); the folder name says more than a
+/// relative path (`../isola-split/vocals` → `vocals (isolated vocals)`). Plain names pass
+/// through unchanged.
+pub fn dataset_names(datasets: &[String]) -> Vec<String> {
+    datasets
+        .iter()
+        .map(|d| {
+            let (role, path) = match d.split_once(':') {
+                Some(("vocals", p)) => (Some("isolated vocals"), p),
+                Some(("instrumental", p)) => (Some("instrumentals"), p),
+                _ => (None, d.as_str()),
+            };
+            let name = std::path::Path::new(path.trim_end_matches(['/', '\\']))
+                .file_name()
+                .map_or_else(|| path.to_owned(), |n| n.to_string_lossy().into_owned());
+            match role {
+                Some(role) => format!("{name} ({role})"),
+                None => name,
+            }
+        })
+        .collect()
 }
 
 /// Builds the real-time network for loaded weights. Allocates: never on the audio thread.
@@ -250,6 +282,14 @@ impl Loader {
         s.active = active;
         s.last_error = None;
         s.summary = summary;
+    }
+
+    /// Records why the plugin passes audio through (`None`: separating). Logged once.
+    pub fn set_passthrough(&self, reason: Option<String>) {
+        if let Some(r) = &reason {
+            nice_plug::nice_warn!("Isola: {r}");
+        }
+        self.status.lock().unwrap_or_else(|e| e.into_inner()).passthrough = reason;
     }
 
     pub fn set_worker(&self, worker: Option<WorkerStatus>) {
@@ -462,9 +502,32 @@ mod tests {
         assert!(err.0.starts_with("cannot load weights"), "{err}");
         assert!(err.0.len() > "cannot load weights ''".len() + bad.to_str().unwrap().len());
         let default = load_weights(None).unwrap();
-        assert!(default.name.contains("default (embedded)"), "{}", default.name);
+        assert_eq!(default.name, "Isola light (default), embedded");
         assert!(default.path.is_none());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn model_and_data_set_names_read_as_names() {
+        assert_eq!(display_name("", None), "embedded default");
+        assert_eq!(display_name(" ", Some("/w/x.safetensors")), "/w/x.safetensors");
+        assert_eq!(display_name("Mine", Some("/w/x.safetensors")), "Mine, /w/x.safetensors");
+        let default = load_weights(None).unwrap();
+        let worker = load_worker_weights(None).unwrap();
+        assert_eq!(worker.name, "Isola worker (default), embedded");
+        for info in [&default, &worker] {
+            assert_eq!(info.name.matches("default").count(), 1, "{}", info.name);
+            let summary = ModelSummary::of(info);
+            assert!(!summary.datasets.is_empty());
+            for d in &summary.datasets {
+                assert!(!d.contains("..") && !d.contains('/') && !d.contains(':'), "{d:?} is a path, not a name");
+            }
+        }
+        let trainer_args = ["../split/tracks", "vocals:../split/vocals/", "instrumental:/data/music", "MUSDB18-HQ"];
+        assert_eq!(
+            dataset_names(&trainer_args.map(String::from)),
+            ["tracks", "vocals (isolated vocals)", "music (instrumentals)", "MUSDB18-HQ"]
+        );
     }
 
     #[test]

@@ -449,3 +449,95 @@ fn custom_weights_swap_invalid_file_and_latency_change() {
     reference.deactivate(proc_ref);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A host may pass fewer output ports than the plugin declares: only the main port from the
+/// first block on (no aux port at all), or a number that changes between blocks. The main
+/// output must be the separated signal every time (not the dry input), and ports that were not
+/// offered must not be written (nice-plug 0.4.2 read one port past the host's array and wrote
+/// the stems through stale pointers, or crashed).
+#[test]
+fn stems_are_optional_whatever_ports_the_host_passes() {
+    let sr = 48_000.0;
+    let block = 256;
+    let input: Vec<Vec<f32>> = mixture(sr as f32, (0.8 * sr) as usize).into();
+    let want = engine_main_output(&input, sr, block);
+    let check = |out: &Rendered, what: &str, ports: &[usize]| {
+        for c in 0..2 {
+            let err = max_abs_diff(&out.main[c], &want[c]);
+            assert!(err < 1e-5, "{what}: main output differs from the engine's by {err}");
+            let latency = engine_latency(sr, 2);
+            let dry: Vec<f32> = (0..input[c].len()).map(|i| if i >= latency { input[c][i - latency] } else { 0.0 }).collect();
+            let diff: Vec<f32> = out.main[c].iter().zip(&dry).map(|(a, b)| a - b).collect();
+            assert!(rms(&diff) > 0.2 * rms(&dry), "{what}: main output is the dry input");
+        }
+        // Per block: the stems of ports not offered keep the host's NaN fill.
+        for (b, &n) in ports.iter().enumerate() {
+            let range = b * block..(b + 1) * block;
+            for (k, stem) in [&out.vocals, &out.accompaniment].into_iter().enumerate() {
+                let offered = n > k + 1;
+                for ch in stem {
+                    let written = ch[range.clone()].iter().any(|x| !x.is_nan());
+                    assert_eq!(written, offered, "{what}: block {b} with {n} ports: stem {k} written = {written}");
+                }
+            }
+        }
+    };
+
+    // Only the main port, from the first block of a fresh instance on.
+    let mut p = load();
+    let proc = p.activate(sr, block as u32, 2);
+    let blocks = input[0].len() / block;
+    let main_only = vec![1; blocks];
+    let run = |pr: &mut common::clap::Processor, ports: &[usize]| {
+        let mut out = Rendered::default();
+        for (b, &n) in ports.iter().enumerate() {
+            pr.output_ports = n;
+            let slices: Vec<&[f32]> = input.iter().map(|c| &c[b * block..(b + 1) * block]).collect();
+            pr.block(&slices, &[], &mut out);
+        }
+        out
+    };
+    let (proc, out) = p.on_audio_thread(proc, |pr| run(pr, &main_only));
+    check(&out, "main port only", &main_only);
+    p.deactivate(proc);
+
+    // The port count changing between blocks (all, main only, main + Vocals, ...), after the
+    // host's arrays held all three ports.
+    let proc = p.activate(sr, block as u32, 2);
+    let varying: Vec<usize> = (0..blocks).map(|b| [3, 1, 2, 1, 3, 2][b % 6]).collect();
+    let (proc, out) = p.on_audio_thread(proc, |pr| run(pr, &varying));
+    check(&out, "varying ports", &varying);
+    p.deactivate(proc);
+}
+
+/// Every rate from 8 kHz to 768 kHz separates with the engine's latency; outside that range
+/// the plugin still activates, as a pass-through with latency 0 and silent stems.
+#[test]
+fn every_sample_rate_activates() {
+    for sr in [8_000.0, 22_050.0, 192_000.0, 384_000.0, 768_000.0, 1_234.5678, 4_000.0, 800_000.0, 1_536_000.0] {
+        let what = format!("{sr} Hz");
+        let mut p = load();
+        let block = 512;
+        let proc = p.activate(sr, block as u32, 2);
+        let input: Vec<Vec<f32>> = mixture(sr as f32, (0.3 * sr).max(4096.0) as usize).into();
+        let (proc, out) = p.on_audio_thread(proc, |pr| pr.run(&input, &[block, 7], &[]));
+        assert_finite(&out, &what);
+        if isola_engine::config::supports_sample_rate(sr) {
+            let latency = engine_latency(sr, 2);
+            assert_eq!(p.latency() as usize, latency, "{what}");
+            assert_stems_sum_to_delayed_input(&out, &input, latency, &what);
+            assert!(rms(&out.vocals[0][latency..]) > 1e-4, "{what}: vocals silent");
+        } else {
+            assert_eq!(p.latency(), 0, "{what}: pass-through reports latency 0");
+            for c in 0..2 {
+                assert_eq!(out.main[c], input[c], "{what}: pass-through changed the audio");
+                assert!(out.vocals[c].iter().chain(&out.accompaniment[c]).all(|&x| x == 0.0), "{what}: stems not silent");
+            }
+        }
+        p.deactivate(proc);
+        // The same instance separates again at a supported rate.
+        let proc = p.activate(44_100.0, 256, 2);
+        assert_eq!(p.latency() as usize, engine_latency(44_100.0, 2), "{what}, then 44.1 kHz");
+        p.deactivate(proc);
+    }
+}

@@ -49,6 +49,12 @@ impl Status {
             ui.colored_label(colour, load);
             ui.end_row();
 
+            if let Some(reason) = &model.passthrough {
+                ui.label("Bypassed");
+                ui.colored_label(Color32::from_rgb(240, 170, 60), reason);
+                ui.end_row();
+            }
+
             ui.label("Model");
             ui.label(if model.active.is_empty() { "—" } else { &model.active });
             ui.end_row();

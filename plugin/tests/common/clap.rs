@@ -337,6 +337,7 @@ impl Plugin {
             events: EventBuffer::with_capacity(256),
             out_events: EventBuffer::with_capacity(256),
             steady_time: 0,
+            output_ports: 3,
         }
     }
 
@@ -389,6 +390,10 @@ pub struct Processor {
     events: EventBuffer,
     out_events: EventBuffer,
     steady_time: u64,
+    /// How many output ports the host passes (main, Vocals, Accompaniment in that order): a
+    /// host may offer fewer than the plugin declares. The buffers of ports not offered keep
+    /// their NaN fill, so a plugin writing to them is caught.
+    pub output_ports: usize,
 }
 
 // The clack processor is Send; the buffers are plain data.
@@ -423,11 +428,12 @@ impl Processor {
             }]);
             let (main, rest) = self.outputs.split_at_mut(ch);
             let (voc, acc) = rest.split_at_mut(ch);
-            let mut output_bufs =
-                self.out_ports.with_output_buffers([main, voc, acc].into_iter().map(|port| AudioPortBuffer {
+            let mut output_bufs = self.out_ports.with_output_buffers(
+                [main, voc, acc].into_iter().take(self.output_ports).map(|port| AudioPortBuffer {
                     latency: 0,
                     channels: AudioPortBufferType::f32_output_only(port.iter_mut().map(|b| b.as_mut_slice())),
-                }));
+                }),
+            );
             let in_events = InputEvents::from_buffer(&self.events);
             let mut out_events = OutputEvents::from_buffer(&mut self.out_events);
             self.proc

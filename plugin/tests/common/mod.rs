@@ -185,3 +185,20 @@ pub fn rms(x: &[f32]) -> f32 {
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
+
+/// The engine's main output for `input` with the plugin's default settings (Output: Vocals)
+/// and the embedded weights, in blocks of `block`: what the plugin's main output must be,
+/// whatever output buses or ports the host gives it.
+pub fn engine_main_output(input: &[Vec<f32>], sample_rate: f64, block: usize) -> Vec<Vec<f32>> {
+    let w = isola_engine::Weights::from_bytes(isola_plugin::model::DEFAULT_WEIGHTS).unwrap();
+    let mut sep = isola_engine::Separator::new(isola_engine::RtMaskNet::new(&w).unwrap());
+    sep.prepare(sample_rate as f32, block, input.len()).unwrap();
+    let params = isola_engine::SeparatorParams { output: isola_engine::OutputMode::Vocals, ..Default::default() };
+    let mut main = input.to_vec();
+    for at in (0..input[0].len()).step_by(block) {
+        let n = block.min(input[0].len() - at);
+        let mut chans: Vec<&mut [f32]> = main.iter_mut().map(|c| &mut c[at..at + n]).collect();
+        sep.process(&mut chans, None, None, &params);
+    }
+    main
+}
