@@ -66,20 +66,58 @@ unsafe fn instantiate(lib: &libloading::Library) -> (ComPtr<IPluginFactory>, PCl
     }
 }
 
-/// `ModuleExit`, as a host calls it before unloading.
-fn module_exit(lib: &libloading::Library) {
-    #[cfg(all(unix, not(target_os = "macos")))]
+/// dlopens the freshly built `Isola.vst3` module.
+fn load_module() -> libloading::Library {
+    let module = common::bundle("vst3");
+    // SAFETY: our own freshly built module.
+    unsafe { libloading::Library::new(&module) }.expect("cannot dlopen the .vst3 module")
+}
+
+/// `setActive(0)` and `terminate()`, releases every interface, then `ModuleExit`, as a host
+/// does before unloading.
+unsafe fn shut_down(
+    lib: &libloading::Library,
+    factory: ComPtr<IPluginFactory>,
+    component: ComPtr<IComponent>,
+    controller: ComPtr<IEditController>,
+    processor: ComPtr<IAudioProcessor>,
+) {
     unsafe {
-        let exit: libloading::Symbol<unsafe extern "C" fn() -> bool> = lib.get(b"ModuleExit").expect("ModuleExit missing");
-        assert!(exit());
+        assert_eq!(component.setActive(0), kResultOk);
+        assert_eq!(component.terminate(), kResultOk);
+        drop((processor, controller, component, factory));
+        #[cfg(all(unix, not(target_os = "macos")))]
+        {
+            let exit: libloading::Symbol<unsafe extern "C" fn() -> bool> =
+                lib.get(b"ModuleExit").expect("ModuleExit missing");
+            assert!(exit());
+        }
+    }
+}
+
+/// `setupProcessing` (real time, 32-bit) and `setActive(1)`; returns the reported latency.
+unsafe fn setup_and_activate(
+    component: &ComPtr<IComponent>,
+    processor: &ComPtr<IAudioProcessor>,
+    sample_rate: f64,
+    block: usize,
+) -> usize {
+    let mut setup = ProcessSetup {
+        processMode: kRealtime as i32,
+        symbolicSampleSize: kSample32 as i32,
+        maxSamplesPerBlock: block as i32,
+        sampleRate: sample_rate,
+    };
+    unsafe {
+        assert_eq!(processor.setupProcessing(&mut setup), kResultOk);
+        assert_eq!(component.setActive(1), kResultOk);
+        processor.getLatencySamples() as usize
     }
 }
 
 #[test]
 fn vst3_factory_component_and_processing() {
-    let module = common::bundle("vst3");
-    // SAFETY: our own freshly built module.
-    let lib = unsafe { libloading::Library::new(&module) }.expect("cannot dlopen the .vst3 module");
+    let lib = load_module();
 
     unsafe {
         let (factory, info, component) = instantiate(&lib);
@@ -105,15 +143,7 @@ fn vst3_factory_component_and_processing() {
 
         let processor = component.cast::<IAudioProcessor>().expect("no IAudioProcessor");
         let block = 512usize;
-        let mut setup = ProcessSetup {
-            processMode: kRealtime as i32,
-            symbolicSampleSize: kSample32 as i32,
-            maxSamplesPerBlock: block as i32,
-            sampleRate: 48_000.0,
-        };
-        assert_eq!(processor.setupProcessing(&mut setup), kResultOk);
-        assert_eq!(component.setActive(1), kResultOk);
-        let latency = processor.getLatencySamples() as usize;
+        let latency = setup_and_activate(&component, &processor, 48_000.0, block);
         let w = isola_engine::weights::Weights::from_bytes(isola_plugin::model::DEFAULT_WEIGHTS).unwrap();
         let mut sep = isola_engine::rt::Separator::new(isola_engine::rt::RtMaskNet::new(&w).unwrap());
         sep.prepare(48_000.0, block, 2).unwrap();
@@ -122,44 +152,11 @@ fn vst3_factory_component_and_processing() {
 
         let blocks = 100;
         let input = common::mixture(48_000.0, block * blocks);
-        let mut ins = [vec![0f32; block], vec![0f32; block]];
-        let mut outs: Vec<Vec<f32>> = vec![vec![0f32; block]; 6];
         let mut rendered: Vec<Vec<f32>> = vec![Vec::new(); 6];
         for b in 0..blocks {
-            for c in 0..2 {
-                ins[c].copy_from_slice(&input[c][b * block..(b + 1) * block]);
-            }
-            outs.iter_mut().for_each(|o| o.fill(f32::NAN));
-            let mut in_ptrs: Vec<*mut f32> = ins.iter_mut().map(|c| c.as_mut_ptr()).collect();
-            let mut out_ptrs: Vec<*mut f32> = outs.iter_mut().map(|c| c.as_mut_ptr()).collect();
-            let mut in_bus = [AudioBusBuffers {
-                numChannels: 2,
-                silenceFlags: 0,
-                __field0: AudioBusBuffers__type0 { channelBuffers32: in_ptrs.as_mut_ptr() },
-            }];
-            let mut out_bus: Vec<AudioBusBuffers> = (0..3)
-                .map(|k| AudioBusBuffers {
-                    numChannels: 2,
-                    silenceFlags: 0,
-                    __field0: AudioBusBuffers__type0 { channelBuffers32: out_ptrs.as_mut_ptr().add(2 * k) },
-                })
-                .collect();
-            let mut data = ProcessData {
-                processMode: kRealtime as i32,
-                symbolicSampleSize: kSample32 as i32,
-                numSamples: block as i32,
-                numInputs: 1,
-                numOutputs: 3,
-                inputs: in_bus.as_mut_ptr(),
-                outputs: out_bus.as_mut_ptr(),
-                inputParameterChanges: ptr::null_mut(),
-                outputParameterChanges: ptr::null_mut(),
-                inputEvents: ptr::null_mut(),
-                outputEvents: ptr::null_mut(),
-                processContext: ptr::null_mut(),
-            };
-            assert_eq!(processor.process(&mut data), kResultOk, "process failed at block {b}");
-            for (r, o) in rendered.iter_mut().zip(&outs) {
+            let slice = [&input[0][b * block..(b + 1) * block], &input[1][b * block..(b + 1) * block]];
+            let out = process_block(&processor, &slice, 3, [true; 3]);
+            for (r, o) in rendered.iter_mut().zip(out.iter().flatten()) {
                 r.extend_from_slice(o);
             }
         }
@@ -176,14 +173,8 @@ fn vst3_factory_component_and_processing() {
         }
 
         assert_eq!(processor.setProcessing(0), kResultOk);
-        assert_eq!(component.setActive(0), kResultOk);
-        assert_eq!(component.terminate(), kResultOk);
-        drop(processor);
-        drop(controller);
-        drop(component);
-        drop(factory);
+        shut_down(&lib, factory, component, controller, processor);
     }
-    module_exit(&lib);
     // Unloading is safe: the library is linked `-z nodelete` (see plugin/build.rs).
     drop(lib);
 }
@@ -285,9 +276,7 @@ unsafe fn process_block(
 /// the next activation (Quality → latency) without a process call in between.
 #[test]
 fn vst3_inactive_stem_buses_and_parameters_set_while_processing() {
-    let module = common::bundle("vst3");
-    // SAFETY: our own freshly built module.
-    let lib = unsafe { libloading::Library::new(&module) }.expect("cannot dlopen the .vst3 module");
+    let lib = load_module();
     unsafe {
         let (factory, _info, component) = instantiate(&lib);
         for bus in [1, 2] {
@@ -296,15 +285,7 @@ fn vst3_inactive_stem_buses_and_parameters_set_while_processing() {
         let controller = component.cast::<IEditController>().expect("no IEditController");
         let processor = component.cast::<IAudioProcessor>().expect("no IAudioProcessor");
         let (sr, block) = (48_000.0, 512usize);
-        let mut setup = ProcessSetup {
-            processMode: kRealtime as i32,
-            symbolicSampleSize: kSample32 as i32,
-            maxSamplesPerBlock: block as i32,
-            sampleRate: sr,
-        };
-        assert_eq!(processor.setupProcessing(&mut setup), kResultOk);
-        assert_eq!(component.setActive(1), kResultOk);
-        let light_latency = processor.getLatencySamples() as usize;
+        let light_latency = setup_and_activate(&component, &processor, sr, block);
         assert_eq!(processor.setProcessing(1), kResultOk);
 
         // Stem buses inactive (0 channels, no pointers), then only the main bus passed.
@@ -365,12 +346,6 @@ fn vst3_inactive_stem_buses_and_parameters_set_while_processing() {
         assert_eq!(component.setActive(1), kResultOk);
         assert_eq!(processor.getLatencySamples() as usize, light_latency, "switching back to Light kept the latency");
 
-        assert_eq!(component.setActive(0), kResultOk);
-        assert_eq!(component.terminate(), kResultOk);
-        drop(processor);
-        drop(controller);
-        drop(component);
-        drop(factory);
+        shut_down(&lib, factory, component, controller, processor);
     }
-    module_exit(&lib);
 }
