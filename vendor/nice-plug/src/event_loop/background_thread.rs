@@ -95,9 +95,9 @@ impl<T: Send + 'static, E: MainThreadExecutor<T> + 'static> WorkerThread<T, E> {
 impl<T, E> Drop for WorkerThread<T, E> {
     fn drop(&mut self) {
         // The thread is shut down and joined when the handle is dropped
-        self.tasks_sender
-            .send(Message::Shutdown)
-            .expect("Failed while sending worker thread shutdown request");
+        // ISOLA PATCH: a thread that already ended has nothing to shut down; panicking here
+        // (inside `destroy`, which cannot unwind) aborted the host.
+        let _ = self.tasks_sender.send(Message::Shutdown);
         self.join_handle
             .take()
             // Only possible if the WorkerThread got dropped twice, somehow?
@@ -147,12 +147,11 @@ where
         match tasks_receiver.recv() {
             Ok(Message::Task((task, executor))) => match executor.upgrade() {
                 Some(e) => e.execute(task, true),
+                // ISOLA PATCH: skip the task. Returning here ended the thread that all instances
+                // share, so the next instance's `destroy` panicked sending `Shutdown` (an abort:
+                // found by clap-validator's fuzzer, a task queued just before `destroy`).
                 None => {
-                    nice_trace!(
-                        "Received a new task but the executor is no longer alive, shutting down \
-                         worker"
-                    );
-                    return;
+                    nice_trace!("Received a task for an executor that is no longer alive, skipping it");
                 }
             },
             Ok(Message::Shutdown) => return,
