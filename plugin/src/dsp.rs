@@ -1,5 +1,7 @@
 //! Small per-sample helpers for the audio thread.
 
+use isola_engine::rt::math::flush_tiny;
+
 /// Largest input magnitude passed to the engine (+30 dBFS). Hotter samples are legal floats but
 /// only come from broken upstream gain staging; clamping keeps the STFT and the network in a
 /// range where they stay finite.
@@ -13,7 +15,8 @@ pub fn sanitize(channels: &mut [&mut [f32]]) -> bool {
     for ch in channels.iter_mut() {
         for x in ch.iter_mut() {
             let v = *x;
-            let clean = if v.is_finite() { v.clamp(-MAX_INPUT, MAX_INPUT) } else { 0.0 };
+            // Tiny values are flushed too: in pass-through they are the output, never subnormal.
+            let clean = if v.is_finite() { flush_tiny(v.clamp(-MAX_INPUT, MAX_INPUT)) } else { 0.0 };
             fixed |= clean != v;
             *x = clean;
         }
@@ -34,10 +37,10 @@ mod tests {
 
     #[test]
     fn sanitize_replaces_non_finite_and_clamps() {
-        let mut a = [0.5, f32::NAN, f32::INFINITY, -1e9, f32::NEG_INFINITY, -0.25];
+        let mut a = [0.5, f32::NAN, f32::INFINITY, -1e9, f32::NEG_INFINITY, -0.25, 9.4e-39];
         let mut chans: [&mut [f32]; 1] = [&mut a];
         assert!(sanitize(&mut chans));
-        assert_eq!(a, [0.5, 0.0, 0.0, -MAX_INPUT, 0.0, -0.25]);
+        assert_eq!(a, [0.5, 0.0, 0.0, -MAX_INPUT, 0.0, -0.25, 0.0]);
         let mut b = [0.1f32, -1.0, 1.0];
         let mut chans: [&mut [f32]; 1] = [&mut b];
         assert!(!sanitize(&mut chans));
