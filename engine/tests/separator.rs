@@ -387,13 +387,17 @@ fn quiet_input_at_max_strength_gives_no_subnormal_output() {
     for bias in [-20.0, -10.0, 20.0] {
         let weights = constant_mask_weights(bias);
         for level in [1e-2f32, 1e-4, 1e-6, 1e-8] {
-            let input: Vec<Vec<f32>> = stereo_mix(rate, 9_000).iter().map(|c| c.iter().map(|x| x * level).collect()).collect();
+            let input: Vec<Vec<f32>> =
+                stereo_mix(rate, 9_000).iter().map(|c| c.iter().map(|x| x * level).collect()).collect();
             for output in [OutputMode::Vocals, OutputMode::Accompaniment, OutputMode::Balance] {
                 for (vocal_gain, mix) in [(1.0, 1.0), (0.001, 1.0), (4.0, 0.5)] {
                     let mut sep = separator(&weights, rate, 2);
-                    let params = SeparatorParams { output, strength: MAX_STRENGTH, vocal_gain, mix, ..Default::default() };
+                    let params =
+                        SeparatorParams { output, strength: MAX_STRENGTH, vocal_gain, mix, ..Default::default() };
                     let out = run(&mut sep, &input, &[64, 1, 300], &params);
-                    for (name, bus) in [("main", &out.main), ("vocals", &out.vocals), ("accompaniment", &out.accompaniment)] {
+                    for (name, bus) in
+                        [("main", &out.main), ("vocals", &out.vocals), ("accompaniment", &out.accompaniment)]
+                    {
                         for (c, ch) in bus.iter().enumerate() {
                             seen_tiny |= ch.iter().any(|&x| x != 0.0 && x.abs() < 1e-30);
                             let bad = ch.iter().position(|&x| is_subnormal(x));

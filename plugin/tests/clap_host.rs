@@ -466,7 +466,8 @@ fn stems_are_optional_whatever_ports_the_host_passes() {
             let err = max_abs_diff(&out.main[c], &want[c]);
             assert!(err < 1e-5, "{what}: main output differs from the engine's by {err}");
             let latency = engine_latency(sr, 2);
-            let dry: Vec<f32> = (0..input[c].len()).map(|i| if i >= latency { input[c][i - latency] } else { 0.0 }).collect();
+            let dry: Vec<f32> =
+                (0..input[c].len()).map(|i| if i >= latency { input[c][i - latency] } else { 0.0 }).collect();
             let diff: Vec<f32> = out.main[c].iter().zip(&dry).map(|(a, b)| a - b).collect();
             assert!(rms(&diff) > 0.2 * rms(&dry), "{what}: main output is the dry input");
         }
@@ -531,7 +532,10 @@ fn every_sample_rate_activates() {
             assert_eq!(p.latency(), 0, "{what}: pass-through reports latency 0");
             for c in 0..2 {
                 assert_eq!(out.main[c], input[c], "{what}: pass-through changed the audio");
-                assert!(out.vocals[c].iter().chain(&out.accompaniment[c]).all(|&x| x == 0.0), "{what}: stems not silent");
+                assert!(
+                    out.vocals[c].iter().chain(&out.accompaniment[c]).all(|&x| x == 0.0),
+                    "{what}: stems not silent"
+                );
             }
         }
         p.deactivate(proc);

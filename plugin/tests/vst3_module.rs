@@ -21,8 +21,8 @@ use vst3::Steinberg::Vst::{
     IComponentTrait, IEditController, IEditControllerTrait, ParameterInfo, ProcessData, ProcessSetup,
 };
 use vst3::Steinberg::{
-    FIDString, IBStream, IBStreamTrait, IPluginBaseTrait, IPluginFactory, IPluginFactoryTrait, PClassInfo, kResultFalse,
-    kResultOk, tresult,
+    FIDString, IBStream, IBStreamTrait, IPluginBaseTrait, IPluginFactory, IPluginFactoryTrait, PClassInfo,
+    kResultFalse, kResultOk, tresult,
 };
 
 fn utf16(s: &[u16]) -> String {
@@ -304,8 +304,9 @@ fn vst3_inactive_stem_buses_and_parameters_set_while_processing() {
         for c in 0..2 {
             let err = common::max_abs_diff(&main[c], &want[c]);
             assert!(err < 1e-5, "inactive stem buses: main output differs from the separated signal by {err}");
-            let dry: Vec<f32> =
-                (0..main[c].len()).map(|i| if i >= light_latency { input[c][i - light_latency] } else { 0.0 }).collect();
+            let dry: Vec<f32> = (0..main[c].len())
+                .map(|i| if i >= light_latency { input[c][i - light_latency] } else { 0.0 })
+                .collect();
             let diff: Vec<f32> = main[c].iter().zip(&dry).map(|(a, b)| a - b).collect();
             assert!(common::rms(&diff) > 0.2 * common::rms(&dry), "inactive stem buses: main output is the dry input");
         }

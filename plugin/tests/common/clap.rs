@@ -428,12 +428,13 @@ impl Processor {
             }]);
             let (main, rest) = self.outputs.split_at_mut(ch);
             let (voc, acc) = rest.split_at_mut(ch);
-            let mut output_bufs = self.out_ports.with_output_buffers(
-                [main, voc, acc].into_iter().take(self.output_ports).map(|port| AudioPortBuffer {
-                    latency: 0,
-                    channels: AudioPortBufferType::f32_output_only(port.iter_mut().map(|b| b.as_mut_slice())),
-                }),
-            );
+            let mut output_bufs =
+                self.out_ports.with_output_buffers([main, voc, acc].into_iter().take(self.output_ports).map(|port| {
+                    AudioPortBuffer {
+                        latency: 0,
+                        channels: AudioPortBufferType::f32_output_only(port.iter_mut().map(|b| b.as_mut_slice())),
+                    }
+                }));
             let in_events = InputEvents::from_buffer(&self.events);
             let mut out_events = OutputEvents::from_buffer(&mut self.out_events);
             self.proc
