@@ -15,7 +15,7 @@ pub mod model;
 pub mod params;
 
 use editor::telemetry::{Taps, Telemetry};
-use isola_engine::config::{MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, supports_sample_rate};
+use isola_engine::config::supports_sample_rate;
 use isola_engine::worker::{Worker, WorkerConfig, preferred_device};
 use model::{LoadError, Loader, ModelSlot, PollAction, WorkerStatus};
 use params::{IsolaParams, MAX_WORKER_BUDGET, Quality};
@@ -155,10 +155,10 @@ impl Isola {
         self.prepared = None;
         self.mode = None;
         self.loader.set_worker(None);
-        self.loader.set_passthrough(Some(format!(
-            "sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}..={MAX_SAMPLE_RATE} Hz: passing audio through \
-             unprocessed (latency 0, stems silent)"
-        )));
+        // The engine's own wording of the supported range.
+        let why = isola_engine::EngineError::SampleRate(sample_rate);
+        self.loader
+            .set_passthrough(Some(format!("{why}: passing audio through unprocessed (latency 0, stems silent)")));
     }
 
     /// The mode the parameters ask for. Audio thread safe (atomic loads).
@@ -325,9 +325,8 @@ impl Plugin for Isola {
             return true;
         }
         self.loader.set_passthrough(None);
-        if let Err(e) = self.ensure_separator(want).and_then(|()| self.setup_worker(want)) {
-            // Already logged (and shown in the editor) where it was found; logged once.
-            let _ = e;
+        // An error was already logged (and shown in the editor) where it was found: once.
+        if self.ensure_separator(want).and_then(|()| self.setup_worker(want)).is_err() {
             return false;
         }
         if let Some(sep) = self.slot.sep.as_deref_mut() {
