@@ -92,8 +92,11 @@ pub struct StftConfig {
 }
 
 impl Default for StftConfig {
+    /// The grid of the shipped weights: 1008/252 at 44.1 kHz (22.8 ms frames; 1008 = 2⁴·3²·7
+    /// is fast in rustfft), so `isola train` without a config makes weights the shipped
+    /// worker accepts.
     fn default() -> Self {
-        Self { sample_rate: 44_100, fft_size: 1024, hop: 256, window: Window::SqrtHann }
+        Self { sample_rate: 44_100, fft_size: 1008, hop: 252, window: Window::SqrtHann }
     }
 }
 
@@ -178,7 +181,61 @@ pub fn overlap_add_sum(window: Window, fft_size: usize, hop: usize) -> Vec<f32> 
         .collect()
 }
 
-/// The mask network's shape. See `model.rs` for the architecture and tensor names.
+/// What two models must share for one's masks to stand in for the other's frame by frame
+/// (worker and light network) or for one to replace the other without re-preparing (a
+/// model swap): the model STFT, hence the runtime grid and latency, the bins and the
+/// lookahead. Equality is the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameGrid {
+    pub stft: StftConfig,
+    pub n_bins: usize,
+    pub lookahead: usize,
+}
+
+impl std::fmt::Display for FrameGrid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} Hz, FFT {}/{}, {} bins, lookahead {}",
+            self.stft.sample_rate, self.stft.fft_size, self.stft.hop, self.n_bins, self.lookahead
+        )
+    }
+}
+
+/// Tensor names of the weights contract, spelled only here: [`ModelConfig::tensor_specs`]
+/// lists them with their shapes, the candle model uses them as `vb.pp` paths and the
+/// real-time port looks them up.
+pub mod tensor_names {
+    /// Per-feature mean subtracted from the log magnitudes `[F]`.
+    pub const INPUT_MEAN: &str = "input_mean";
+    /// Per-feature scale applied after the mean `[F]`.
+    pub const INPUT_SCALE: &str = "input_scale";
+    /// Linear layers (`{layer}.weight` `[out, in]`, `{layer}.bias` `[out]`, candle_nn's names).
+    pub const FC1: &str = "fc1";
+    pub const FC2: &str = "fc2";
+    pub const FC3: &str = "fc3";
+    pub const WEIGHT: &str = "weight";
+    pub const BIAS: &str = "bias";
+    /// GRU layers: `gru.{l}.{weight_ih, weight_hh, bias_ih, bias_hh}` (PyTorch's names).
+    pub const GRU: &str = "gru";
+    pub const WEIGHT_IH: &str = "weight_ih";
+    pub const WEIGHT_HH: &str = "weight_hh";
+    pub const BIAS_IH: &str = "bias_ih";
+    pub const BIAS_HH: &str = "bias_hh";
+
+    /// Full name of parameter `param` of linear layer `layer`, e.g. `fc1.weight`.
+    pub fn linear(layer: &str, param: &str) -> String {
+        format!("{layer}.{param}")
+    }
+
+    /// Full name of parameter `param` of GRU layer `l`, e.g. `gru.0.weight_ih`.
+    pub fn gru(l: usize, param: &str) -> String {
+        format!("{GRU}.{l}.{param}")
+    }
+}
+
+/// The mask network's shape. See `model.rs` for the architecture, [`tensor_names`] for the
+/// tensor names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelConfig {
     /// Input/output channels of the network (2: the model sees and masks L and R).
@@ -195,13 +252,14 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
-    /// The default in-thread model: 3 GRU layers of 128, about 0.6 M parameters at fft 1024.
+    /// The default in-thread model: 3 GRU layers of 128, about 0.6 M parameters on the
+    /// default grid.
     pub fn light(stft: &StftConfig) -> Self {
         Self { channels: 2, n_bins: stft.n_bins(), hidden: 128, gru_layers: 3, lookahead: 0 }
     }
 
     /// The default worker model: same grid and lookahead, 3 GRU layers of 256 (about 1.8 M
-    /// parameters at fft 1024). Runs off the audio thread only.
+    /// parameters on the default grid). Runs off the audio thread only.
     pub fn worker(stft: &StftConfig) -> Self {
         Self { hidden: 256, ..Self::light(stft) }
     }
@@ -237,27 +295,34 @@ impl ModelConfig {
         Ok(())
     }
 
+    /// What another model must share with this one to run beside it or replace it
+    /// (see [`FrameGrid`]), when this model runs on `stft`.
+    pub fn frame_grid(&self, stft: &StftConfig) -> FrameGrid {
+        FrameGrid { stft: *stft, n_bins: self.n_bins, lookahead: self.lookahead }
+    }
+
     /// Every tensor of the weights contract with its shape, in a stable order.
     /// Both the candle model (`vb.pp(..)` paths) and the real-time port use these names.
     pub fn tensor_specs(&self) -> Vec<(String, Vec<usize>)> {
+        use tensor_names::*;
         let (f, h) = (self.features(), self.hidden);
         let mut specs = vec![
-            ("input_mean".to_string(), vec![f]),
-            ("input_scale".to_string(), vec![f]),
-            ("fc1.weight".to_string(), vec![h, f]),
-            ("fc1.bias".to_string(), vec![h]),
+            (INPUT_MEAN.to_string(), vec![f]),
+            (INPUT_SCALE.to_string(), vec![f]),
+            (linear(FC1, WEIGHT), vec![h, f]),
+            (linear(FC1, BIAS), vec![h]),
         ];
         for l in 0..self.gru_layers {
-            specs.push((format!("gru.{l}.weight_ih"), vec![3 * h, h]));
-            specs.push((format!("gru.{l}.weight_hh"), vec![3 * h, h]));
-            specs.push((format!("gru.{l}.bias_ih"), vec![3 * h]));
-            specs.push((format!("gru.{l}.bias_hh"), vec![3 * h]));
+            specs.push((gru(l, WEIGHT_IH), vec![3 * h, h]));
+            specs.push((gru(l, WEIGHT_HH), vec![3 * h, h]));
+            specs.push((gru(l, BIAS_IH), vec![3 * h]));
+            specs.push((gru(l, BIAS_HH), vec![3 * h]));
         }
         specs.extend([
-            ("fc2.weight".to_string(), vec![h, 2 * h]),
-            ("fc2.bias".to_string(), vec![h]),
-            ("fc3.weight".to_string(), vec![f, h]),
-            ("fc3.bias".to_string(), vec![f]),
+            (linear(FC2, WEIGHT), vec![h, 2 * h]),
+            (linear(FC2, BIAS), vec![h]),
+            (linear(FC3, WEIGHT), vec![f, h]),
+            (linear(FC3, BIAS), vec![f]),
         ]);
         specs
     }
@@ -282,7 +347,7 @@ mod tests {
 
     #[test]
     fn bad_configs_are_typed_errors() {
-        let ok = StftConfig::default();
+        let ok = StftConfig { fft_size: 1024, hop: 256, ..StftConfig::default() };
         assert_eq!(StftConfig { fft_size: 1023, ..ok }.validate(), Err(ConfigError::FftSize(1023)));
         assert_eq!(StftConfig { hop: 0, ..ok }.validate(), Err(ConfigError::Hop { hop: 0, max: 512 }));
         assert_eq!(StftConfig { hop: 513, ..ok }.validate(), Err(ConfigError::Hop { hop: 513, max: 512 }));
@@ -308,7 +373,7 @@ mod tests {
 
     #[test]
     fn runtime_grids_keep_frame_duration() {
-        let model = StftConfig::default();
+        let model = StftConfig { fft_size: 1024, hop: 256, ..StftConfig::default() };
         let grid = |rate: f64| {
             let g = model.for_rate(rate);
             g.validate().unwrap();
@@ -330,7 +395,7 @@ mod tests {
     #[test]
     fn every_supported_rate_has_a_valid_runtime_grid() {
         // The default and the shipped grid, at the rate limits and the rates hosts offer.
-        for model in [StftConfig::default(), StftConfig { fft_size: 1008, hop: 252, ..StftConfig::default() }] {
+        for model in [StftConfig { fft_size: 1024, hop: 256, ..StftConfig::default() }, StftConfig::default()] {
             model.validate().unwrap();
             for rate in [
                 MIN_SAMPLE_RATE,

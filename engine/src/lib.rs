@@ -4,12 +4,16 @@
 //!
 //! - [`config`]: STFT and model configuration (serialised into every weights file).
 //! - [`weights`]: the `.safetensors` weights contract and its validating loader.
+//! - [`embedded`]: the default light and worker weights compiled into every build.
 //! - [`model`]: the mask network in candle (training, worker thread; never the audio thread).
 //! - [`offline`]: whole-signal feature extraction (training), same analysis as the rt STFT.
-//! - [`worker`]: the off-audio-thread inference worker (heavier model, candle, deadline).
+//! - [`worker`]: the inference worker thread (heavier model, candle); its audio-side link
+//!   (queues, deadline) is [`rt::link`].
 //! - [`rt`]: audio-thread code: streaming STFT, allocation-free network port, [`rt::Separator`].
+//!   Nothing under `rt/` uses candle.
 
 pub mod config;
+pub mod embedded;
 pub mod error;
 pub mod features;
 pub mod model;

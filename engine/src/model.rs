@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use candle_core::{D, DType, Device, IndexOp, Result, Tensor};
 use candle_nn::{Init, Linear, Module, VarBuilder, VarMap};
 
+use crate::config::tensor_names::{self as names, BIAS_HH, BIAS_IH, FC1, FC2, FC3, WEIGHT_HH, WEIGHT_IH};
 use crate::config::{ModelConfig, StftConfig};
 use crate::features::MAG_EPS;
 use crate::weights::{self, Provenance, Weights, WeightsError};
@@ -34,10 +35,10 @@ impl Gru {
     pub fn new(input: usize, hidden: usize, vb: VarBuilder) -> Result<Self> {
         let bound = 1.0 / (hidden as f64).sqrt();
         let init = Init::Uniform { lo: -bound, up: bound };
-        let w_ih = vb.get_with_hints((3 * hidden, input), "weight_ih", init)?;
-        let w_hh = vb.get_with_hints((3 * hidden, hidden), "weight_hh", init)?;
-        let b_ih = vb.get_with_hints(3 * hidden, "bias_ih", init)?;
-        let b_hh = vb.get_with_hints(3 * hidden, "bias_hh", init)?;
+        let w_ih = vb.get_with_hints((3 * hidden, input), WEIGHT_IH, init)?;
+        let w_hh = vb.get_with_hints((3 * hidden, hidden), WEIGHT_HH, init)?;
+        let b_ih = vb.get_with_hints(3 * hidden, BIAS_IH, init)?;
+        let b_hh = vb.get_with_hints(3 * hidden, BIAS_HH, init)?;
         Ok(Self { w_ih_t: w_ih.t()?, w_hh_t: w_hh.t()?, b_ih, b_hh, hidden })
     }
 
@@ -92,12 +93,13 @@ pub type MaskNetState = Vec<Tensor>;
 impl MaskNet {
     pub fn new(config: &ModelConfig, vb: VarBuilder) -> Result<Self> {
         let (f, h) = (config.features(), config.hidden);
-        let input_mean = vb.get_with_hints(f, "input_mean", Init::Const(-7.0))?;
-        let input_scale = vb.get_with_hints(f, "input_scale", Init::Const(1.0))?;
-        let fc1 = candle_nn::linear(f, h, vb.pp("fc1"))?;
-        let grus = (0..config.gru_layers).map(|l| Gru::new(h, h, vb.pp("gru").pp(l))).collect::<Result<Vec<_>>>()?;
-        let fc2 = candle_nn::linear(2 * h, h, vb.pp("fc2"))?;
-        let fc3 = candle_nn::linear(h, f, vb.pp("fc3"))?;
+        let input_mean = vb.get_with_hints(f, names::INPUT_MEAN, Init::Const(-7.0))?;
+        let input_scale = vb.get_with_hints(f, names::INPUT_SCALE, Init::Const(1.0))?;
+        let fc1 = candle_nn::linear(f, h, vb.pp(FC1))?;
+        let grus =
+            (0..config.gru_layers).map(|l| Gru::new(h, h, vb.pp(names::GRU).pp(l))).collect::<Result<Vec<_>>>()?;
+        let fc2 = candle_nn::linear(2 * h, h, vb.pp(FC2))?;
+        let fc3 = candle_nn::linear(h, f, vb.pp(FC3))?;
         Ok(Self { config: *config, input_mean, input_scale, fc1, grus, fc2, fc3 })
     }
 
@@ -108,7 +110,7 @@ impl MaskNet {
     /// `mag [B, T, C, n_bins]` → `[B, T, F]` normalised log features.
     fn features(&self, mag: &Tensor) -> Result<Tensor> {
         let (b, t, c, n) = mag.dims4()?;
-        let x = (mag + MAG_EPS as f64)?.log()?.reshape((b, t, c * n))?;
+        let x = log_magnitudes(mag)?.reshape((b, t, c * n))?;
         x.broadcast_sub(&self.input_mean)?.broadcast_mul(&self.input_scale)
     }
 
@@ -147,6 +149,12 @@ impl MaskNet {
         }
         self.head(&a, &input)?.reshape((b, c, n))
     }
+}
+
+/// The network's input feature `ln(|X| + eps)` (`features::log_magnitude`) of every
+/// element of `mag` (linear STFT magnitudes, any shape).
+pub fn log_magnitudes(mag: &Tensor) -> Result<Tensor> {
+    (mag + MAG_EPS as f64)?.log()
 }
 
 /// A `VarBuilder` over loaded weights, to build a [`MaskNet`] that computes exactly what

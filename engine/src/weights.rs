@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, ModelConfig, StftConfig};
+use crate::config::{ConfigError, ModelConfig, StftConfig, tensor_names};
 
 pub const FORMAT_NAME: &str = "isola-weights";
 pub const FORMAT_VERSION: u32 = 1;
@@ -226,9 +226,9 @@ pub fn random_weights(model: ModelConfig, stft: StftConfig, seed: u64) -> Weight
         .into_iter()
         .map(|(name, shape)| {
             let n: usize = shape.iter().product();
-            let data = if name == "input_scale" {
+            let data = if name == tensor_names::INPUT_SCALE {
                 vec![1.0; n]
-            } else if name == "input_mean" {
+            } else if name == tensor_names::INPUT_MEAN {
                 // log-magnitudes of typical music sit around ln(1e-3)
                 vec![-7.0; n]
             } else {

@@ -1,12 +1,9 @@
-//! The inference worker: a thread that runs a heavier mask network with candle, fed by the
-//! audio thread through lock-free queues, with a fixed deadline.
-//!
-//! Frames travel in preallocated [`FrameSlot`]s that cycle through three bounded lock-free
-//! queues: `free` → (audio thread fills magnitudes) → `todo` → (worker fills logits) →
-//! `done` → (audio thread copies the logits out) → `free`. Nothing is allocated or freed
-//! after [`Worker::spawn`], nobody blocks: when a queue is full the frame is dropped, and the
-//! audio thread falls back to the light in-thread network for any frame whose worker mask is
-//! not back within `budget_hops` frames (see [`crate::rt::Separator::set_worker`]).
+//! The inference worker thread: runs a heavier mask network with candle, fed by the audio
+//! thread through the lock-free queues of [`crate::rt::link`] (the audio thread's side,
+//! which never touches candle), with a fixed deadline. Nothing is allocated or freed on the
+//! audio thread after [`Worker::spawn`]; the audio thread falls back to the light network
+//! for any frame whose worker mask is not back within `budget_hops` frames (see
+//! [`crate::rt::Separator::set_worker`]).
 //!
 //! The worker steps its frames one by one (several per wake-up when it is catching up).
 //! candle runs inside a rayon pool of exactly `threads` threads owned by the worker, so it
@@ -14,16 +11,16 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use candle_core::{Device, Tensor};
-use crossbeam_queue::ArrayQueue;
 
-use crate::config::ModelConfig;
 use crate::error::EngineError;
 use crate::model::{self, MaskNet, MaskNetState};
+use crate::rt::link::Shared;
+pub use crate::rt::link::{DEFAULT_BUDGET_HOPS, FaultInjection, FrameSlot, WorkerLink, WorkerState};
 use crate::weights::Weights;
 
 /// How the worker runs.
@@ -41,7 +38,7 @@ pub struct WorkerConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { budget_hops: 2, threads: 1, device: Device::Cpu }
+        Self { budget_hops: DEFAULT_BUDGET_HOPS, threads: 1, device: Device::Cpu }
     }
 }
 
@@ -60,49 +57,6 @@ pub fn preferred_device() -> (Device, String) {
     (Device::Cpu, "CPU".to_owned())
 }
 
-/// What the worker thread is doing. Read from any thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WorkerState {
-    Running = 0,
-    /// Told to stop, or its owner was dropped.
-    Stopped = 1,
-    /// The model failed (error or panic); the thread has exited and the audio thread runs
-    /// on the light network alone.
-    Failed = 2,
-}
-
-/// One frame in flight: the audio thread's model-grid magnitudes in, mask logits out.
-pub struct FrameSlot {
-    pub index: u64,
-    pub mags: Vec<f32>,
-    pub logits: Vec<f32>,
-}
-
-/// Test and bench hooks that make the worker late, stuck or broken on purpose.
-#[derive(Debug, Default)]
-pub struct FaultInjection {
-    /// Sleep this long after each batch (µs).
-    pub delay_us: AtomicU64,
-    /// Plus a pseudo-random extra delay in 0..jitter_us (µs).
-    pub jitter_us: AtomicU64,
-    /// While set, the worker takes no frames at all.
-    pub stall: AtomicBool,
-    /// The next batch panics inside the model call.
-    pub panic_next: AtomicBool,
-}
-
-pub(crate) struct Shared {
-    pub free: ArrayQueue<Box<FrameSlot>>,
-    pub todo: ArrayQueue<Box<FrameSlot>>,
-    pub done: ArrayQueue<Box<FrameSlot>>,
-    stop: AtomicBool,
-    /// Set before the worker looks for frames, cleared once their results are out.
-    working: AtomicBool,
-    state: AtomicU8,
-    processed: AtomicU64,
-    pub faults: FaultInjection,
-}
-
 /// Owner of the worker thread (any non-audio thread). Dropping it stops and joins the
 /// thread.
 pub struct Worker {
@@ -110,41 +64,13 @@ pub struct Worker {
     thread: Option<JoinHandle<()>>,
 }
 
-/// The audio thread's end of the worker: hand it to [`crate::rt::Separator::set_worker`].
-pub struct WorkerLink {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) budget_hops: usize,
-    pub(crate) model: ModelConfig,
-    pub(crate) stft: crate::config::StftConfig,
-}
-
-impl WorkerLink {
-    pub fn budget_hops(&self) -> usize {
-        self.budget_hops
-    }
-}
-
 impl Worker {
     /// Loads `weights` with candle on `config.device` and starts the thread. Any thread but
     /// the audio thread (allocates every slot here).
     pub fn spawn(weights: &Weights, config: WorkerConfig) -> Result<(Worker, WorkerLink), EngineError> {
         let model_cfg = weights.meta.model;
-        let features = model_cfg.features();
-        let slots = 2 * (config.budget_hops + 1) + 8;
-        let shared = Arc::new(Shared {
-            free: ArrayQueue::new(slots),
-            todo: ArrayQueue::new(slots),
-            done: ArrayQueue::new(slots),
-            stop: AtomicBool::new(false),
-            working: AtomicBool::new(false),
-            state: AtomicU8::new(WorkerState::Running as u8),
-            processed: AtomicU64::new(0),
-            faults: FaultInjection::default(),
-        });
-        for _ in 0..slots {
-            let slot = Box::new(FrameSlot { index: 0, mags: vec![0.0; features], logits: vec![0.0; features] });
-            let _ = shared.free.push(slot);
-        }
+        let slots = Shared::slots(config.budget_hops);
+        let shared = Arc::new(Shared::new(config.budget_hops, model_cfg.features()));
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.threads.max(1))
             .thread_name(|i| format!("isola-worker-candle-{i}"))
@@ -171,7 +97,7 @@ impl Worker {
     }
 
     pub fn state(&self) -> WorkerState {
-        state_from(self.shared.state.load(Ordering::Acquire))
+        self.shared.state()
     }
 
     /// Frames the model has computed so far.
@@ -222,14 +148,6 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         self.shutdown();
-    }
-}
-
-fn state_from(v: u8) -> WorkerState {
-    match v {
-        0 => WorkerState::Running,
-        1 => WorkerState::Stopped,
-        _ => WorkerState::Failed,
     }
 }
 
@@ -309,11 +227,5 @@ impl Runner {
             slot.logits.copy_from_slice(&logits);
         }
         Ok(())
-    }
-}
-
-impl Shared {
-    pub(crate) fn state(&self) -> WorkerState {
-        state_from(self.state.load(Ordering::Acquire))
     }
 }

@@ -135,12 +135,12 @@ fn process_never_allocates() {
 
 #[test]
 fn process_with_a_worker_never_allocates_on_the_audio_thread() {
-    use isola_engine::config::{ModelConfig, StftConfig};
+    use isola_engine::config::ModelConfig;
     use isola_engine::weights::random_weights;
     use isola_engine::worker::{Worker, WorkerConfig};
     use std::sync::atomic::Ordering;
 
-    let stft = StftConfig::default();
+    let stft = common::grid_1024();
     let heavy = random_weights(ModelConfig { hidden: 64, gru_layers: 2, ..ModelConfig::light(&stft) }, stft, 9);
     let (worker, link) = Worker::spawn(&heavy, WorkerConfig { budget_hops: 2, ..Default::default() }).unwrap();
     let mut sep = Separator::new(RtMaskNet::new(&default_random_weights(3)).unwrap());

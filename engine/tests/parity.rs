@@ -3,7 +3,7 @@
 mod common;
 
 use isola_engine::candle_core::{Device, Tensor};
-use isola_engine::config::{ModelConfig, StftConfig};
+use isola_engine::config::ModelConfig;
 use isola_engine::model;
 use isola_engine::rt::RtMaskNet;
 use isola_engine::rt::math::Kernels;
@@ -52,10 +52,10 @@ fn rt_logits(weights: &isola_engine::Weights, mags: &[f32], frames: usize, kerne
 #[test]
 fn rt_matches_candle_for_200_plus_frames() {
     for (seed, model) in [
-        (3, ModelConfig::light(&StftConfig::default())),
-        (4, ModelConfig { hidden: 64, gru_layers: 2, lookahead: 2, ..ModelConfig::light(&StftConfig::default()) }),
+        (3, ModelConfig::light(&common::grid_1024())),
+        (4, ModelConfig { hidden: 64, gru_layers: 2, lookahead: 2, ..ModelConfig::light(&common::grid_1024()) }),
     ] {
-        let weights = random_weights(model, StftConfig::default(), seed);
+        let weights = random_weights(model, common::grid_1024(), seed);
         let mags = random_mags(FRAMES, model.features(), seed);
         let reference = candle_logits(&weights, &mags, FRAMES);
         for kernels in [Kernels::Portable, Kernels::detect()] {

@@ -110,7 +110,7 @@ fn latency_is_exact_for_the_vocal_path() {
 
 #[test]
 fn latency_grows_with_lookahead_and_rate() {
-    let stft = StftConfig::default();
+    let stft = common::grid_1024();
     let w = random_weights(ModelConfig { lookahead: 2, ..ModelConfig::light(&stft) }, stft, 3);
     assert_eq!(separator(&w, 44_100.0, 2).latency_samples(), 1023 + 2 * 256);
     assert_eq!(separator(&w, 96_000.0, 2).latency_samples(), 2239 + 2 * 560);
@@ -313,7 +313,7 @@ fn model_swap_happens_at_a_frame_boundary_and_returns_the_old_model() {
     let mut main = input.clone();
     let mut vocals = vec![vec![0.0; 30_000]; 2];
     // An incompatible model (different FFT) is refused and handed back.
-    let stft = StftConfig { fft_size: 2048, hop: 512, ..StftConfig::default() };
+    let stft = StftConfig { fft_size: 2048, hop: 512, ..common::grid_1024() };
     let other = RtMaskNet::new(&random_weights(ModelConfig::light(&stft), stft, 1)).unwrap();
     assert!(sep.queue_model(Box::new(other)).is_err());
     let zeros = Box::new(RtMaskNet::new(&constant_mask_weights(-30.0)).unwrap());

@@ -4,11 +4,11 @@ mod common;
 
 use std::collections::HashMap;
 
-use isola_engine::config::{ModelConfig, StftConfig};
+use isola_engine::config::ModelConfig;
 use isola_engine::weights::{Provenance, Weights, WeightsError, random_weights};
 
 fn sample() -> Weights {
-    let stft = StftConfig::default();
+    let stft = common::grid_1024();
     let model = ModelConfig { hidden: 16, gru_layers: 2, ..ModelConfig::light(&stft) };
     random_weights(model, stft, 11)
 }

@@ -17,12 +17,12 @@ const HOP: usize = 256;
 const BUDGET: usize = 2;
 
 fn light() -> Weights {
-    let stft = StftConfig::default();
+    let stft = common::grid_1024();
     random_weights(ModelConfig { hidden: 32, gru_layers: 2, ..ModelConfig::light(&stft) }, stft, 1)
 }
 
 fn heavy() -> Weights {
-    let stft = StftConfig::default();
+    let stft = common::grid_1024();
     random_weights(ModelConfig { hidden: 64, gru_layers: 2, ..ModelConfig::light(&stft) }, stft, 2)
 }
 
@@ -204,7 +204,7 @@ fn late_and_jittery_worker_at_real_time_pace() {
 
 #[test]
 fn worker_with_another_grid_is_refused() {
-    let stft = StftConfig { fft_size: 2048, hop: 512, ..StftConfig::default() };
+    let stft = StftConfig { fft_size: 2048, hop: 512, ..common::grid_1024() };
     let (_worker, link) = Worker::spawn(
         &random_weights(ModelConfig { hidden: 8, gru_layers: 1, ..ModelConfig::light(&stft) }, stft, 1),
         WorkerConfig::default(),

@@ -14,19 +14,12 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use isola_engine::embedded;
 use isola_engine::rt::{RtMaskNet, Separator};
-use isola_engine::weights::Weights;
+use isola_engine::weights::{Weights, WeightsError};
 use rtrb::{Consumer, Producer, RingBuffer};
 
 use crate::params::WeightsPath;
-
-/// The default light weights (audio thread), embedded in the plugin binary; trained by
-/// `assets/weights/default.toml`.
-pub static DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../assets/weights/default.safetensors");
-
-/// The default worker weights (the heavier network of Quality = Worker), same STFT grid as
-/// the light default; trained by `assets/weights/worker.toml`.
-pub static DEFAULT_WORKER_WEIGHTS: &[u8] = include_bytes!("../../assets/weights/worker.safetensors");
 
 /// Capacity of the loader -> audio thread queue: one load in flight plus one superseding it.
 const READY_CAPACITY: usize = 4;
@@ -125,19 +118,18 @@ impl ModelSummary {
 /// Loads weights from a path or the embedded default. Allocates and does IO: never call it on
 /// the audio thread.
 pub fn load_weights(path: Option<&str>) -> Result<ModelInfo, LoadError> {
-    load_from(path, DEFAULT_WEIGHTS)
+    load_from(path, embedded::light)
 }
 
 /// Loads worker weights from a path or the embedded default worker weights. Not for the
 /// audio thread.
 pub fn load_worker_weights(path: Option<&str>) -> Result<ModelInfo, LoadError> {
-    load_from(path, DEFAULT_WORKER_WEIGHTS)
+    load_from(path, embedded::worker)
 }
 
-fn load_from(path: Option<&str>, embedded: &[u8]) -> Result<ModelInfo, LoadError> {
+fn load_from(path: Option<&str>, embedded: fn() -> Result<Weights, WeightsError>) -> Result<ModelInfo, LoadError> {
     let weights = match path {
-        None => Weights::from_bytes(embedded)
-            .map_err(|e| LoadError(format!("embedded default weights are invalid: {e}")))?,
+        None => embedded().map_err(|e| LoadError(format!("embedded default weights are invalid: {e}")))?,
         Some(p) => Weights::load(p).map_err(|e| LoadError(format!("cannot load weights '{p}': {e}")))?,
     };
     let name = display_name(&weights.meta.provenance.name, path);
@@ -205,21 +197,14 @@ pub fn build_separator(
 /// Whether `worker` can run beside the light model `light`: the worker's masks replace the
 /// light ones frame by frame, so both need the same STFT grid, bins and lookahead.
 pub fn worker_fits(light: &ModelInfo, worker: &ModelInfo) -> Result<(), LoadError> {
-    let (l, w) = (&light.weights.meta, &worker.weights.meta);
-    if l.stft != w.stft || l.model.n_bins != w.model.n_bins || l.model.lookahead != w.model.lookahead {
+    let grid = |i: &ModelInfo| i.weights.meta.model.frame_grid(&i.weights.meta.stft);
+    if grid(light) != grid(worker) {
         return Err(LoadError(format!(
-            "worker weights '{}' ({} Hz, FFT {}/{}, lookahead {}) do not match the light model '{}' ({} Hz, FFT {}/{}, \
-             lookahead {}): running the light network only",
+            "worker weights '{}' ({}) do not match the light model '{}' ({}): running the light network only",
             worker.name,
-            w.stft.sample_rate,
-            w.stft.fft_size,
-            w.stft.hop,
-            w.model.lookahead,
+            grid(worker),
             light.name,
-            l.stft.sample_rate,
-            l.stft.fft_size,
-            l.stft.hop,
-            l.model.lookahead
+            grid(light)
         )));
     }
     Ok(())

@@ -10,6 +10,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use isola_engine::rt::link::DEFAULT_BUDGET_HOPS;
 use isola_engine::rt::{MAX_STRENGTH, OutputMode, SeparatorParams};
 use nice_plug::params::persist::PersistentField;
 use nice_plug::plugin::ParamValue;
@@ -123,9 +124,13 @@ impl Default for IsolaParams {
                 .with_string_to_value(formatters::s2v_bool_bypass())
                 .make_bypass(),
             quality: EnumParam::new("Quality", Quality::Light).non_automatable(),
-            worker_budget: IntParam::new("Worker budget", 2, IntRange::Linear { min: 1, max: MAX_WORKER_BUDGET })
-                .with_unit(" hops")
-                .non_automatable(),
+            worker_budget: IntParam::new(
+                "Worker budget",
+                DEFAULT_BUDGET_HOPS as i32,
+                IntRange::Linear { min: 1, max: MAX_WORKER_BUDGET },
+            )
+            .with_unit(" hops")
+            .non_automatable(),
             weights_path: WeightsPath::default(),
             worker_weights_path: WeightsPath::default(),
         }

@@ -46,10 +46,9 @@ const BURSTS: [Burst; 8] = [
     Burst::FullScaleDc,
 ];
 
-/// What the plugin feeds the engine (mirrors `isola_plugin::dsp::sanitize`).
+/// What the plugin feeds the engine (the engine's input guard, as `isola_plugin::dsp::sanitize`).
 fn sanitized(x: f32) -> f32 {
-    let m = isola_plugin::dsp::MAX_INPUT;
-    if x.is_finite() { x.clamp(-m, m) } else { 0.0 }
+    isola_engine::rt::math::guard_input(x).unwrap_or(0.0)
 }
 
 /// A post-burst window over which the vocal stem must look normal.

@@ -16,7 +16,7 @@ const BLOCK_SIZES: [usize; 5] = [1, 64, 256, 1000, 4096];
 
 /// Latency the engine itself reports for the embedded weights at this rate.
 fn engine_latency(sample_rate: f64, channels: usize) -> usize {
-    let w = Weights::from_bytes(isola_plugin::model::DEFAULT_WEIGHTS).unwrap();
+    let w = isola_engine::embedded::light().unwrap();
     let mut sep = Separator::new(RtMaskNet::new(&w).unwrap());
     sep.prepare(sample_rate as f32, 4096, channels).unwrap();
     sep.latency_samples()
@@ -342,7 +342,7 @@ fn custom_weights_swap_invalid_file_and_latency_change() {
     let block = 256;
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("isola-weights-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let default = Weights::from_bytes(isola_plugin::model::DEFAULT_WEIGHTS).unwrap();
+    let default = isola_engine::embedded::light().unwrap();
     let same_grid = write_weights(
         &dir,
         "custom.safetensors",

@@ -15,7 +15,7 @@ const SR: f64 = 48_000.0;
 const BLOCK: usize = 256;
 
 fn light_weights() -> Weights {
-    Weights::from_bytes(isola_plugin::model::DEFAULT_WEIGHTS).unwrap()
+    isola_engine::embedded::light().unwrap()
 }
 
 /// The engine's vocal stem for `input`, light model alone or with the embedded worker
@@ -23,7 +23,7 @@ fn light_weights() -> Weights {
 fn engine_vocals(input: &[Vec<f32>], budget: Option<usize>) -> (Vec<Vec<f32>>, usize, usize) {
     let mut sep = Separator::new(RtMaskNet::new(&light_weights()).unwrap());
     let _worker = budget.map(|k| {
-        let heavy = Weights::from_bytes(isola_plugin::model::DEFAULT_WORKER_WEIGHTS).unwrap();
+        let heavy = isola_engine::embedded::worker().unwrap();
         let (worker, link) =
             Worker::spawn(&heavy, WorkerConfig { budget_hops: k, threads: 1, ..Default::default() }).unwrap();
         sep.set_worker(Some(link)).unwrap();

@@ -144,7 +144,7 @@ fn vst3_factory_component_and_processing() {
         let processor = component.cast::<IAudioProcessor>().expect("no IAudioProcessor");
         let block = 512usize;
         let latency = setup_and_activate(&component, &processor, 48_000.0, block);
-        let w = isola_engine::weights::Weights::from_bytes(isola_plugin::model::DEFAULT_WEIGHTS).unwrap();
+        let w = isola_engine::embedded::light().unwrap();
         let mut sep = isola_engine::rt::Separator::new(isola_engine::rt::RtMaskNet::new(&w).unwrap());
         sep.prepare(48_000.0, block, 2).unwrap();
         assert_eq!(latency, sep.latency_samples(), "VST3 latency differs from the engine's");

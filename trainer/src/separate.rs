@@ -9,27 +9,8 @@ use isola_engine::{RtMaskNet, Separator, SeparatorParams, Weights};
 
 use crate::audio::Audio;
 
-/// The weights compiled into the binary (`assets/weights/default.safetensors`).
-pub const DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../assets/weights/default.safetensors");
-
-/// The worker weights compiled into the binary (`assets/weights/worker.safetensors`).
-pub const DEFAULT_WORKER_WEIGHTS: &[u8] = include_bytes!("../../assets/weights/worker.safetensors");
-
 /// Block length fed to the separator: a typical host buffer size.
 const BLOCK: usize = 512;
-
-/// The worker's deadline in hops: the plugin's default `Worker budget`.
-pub const WORKER_BUDGET_HOPS: usize = 2;
-
-/// Parses [`DEFAULT_WEIGHTS`].
-pub fn default_weights() -> anyhow::Result<Weights> {
-    Ok(Weights::from_bytes(DEFAULT_WEIGHTS)?)
-}
-
-/// Parses [`DEFAULT_WORKER_WEIGHTS`].
-pub fn default_worker_weights() -> anyhow::Result<Weights> {
-    Ok(Weights::from_bytes(DEFAULT_WORKER_WEIGHTS)?)
-}
 
 /// Vocals and accompaniment estimates, each with the input's rate, channels
 /// and length. `vocals + accompaniment == input` (the engine guarantees it
@@ -60,7 +41,7 @@ pub fn separate_with(
     // Kept alive until the end of the render; dropping it joins the thread.
     let _worker = match worker {
         Some(w) => {
-            let config = WorkerConfig { budget_hops: WORKER_BUDGET_HOPS, threads: 1, device: preferred_device().0 };
+            let config = WorkerConfig { device: preferred_device().0, ..WorkerConfig::default() };
             let (worker, link) = Worker::spawn(w, config)?;
             sep.set_worker(Some(link))?;
             sep.set_offline(true);
@@ -108,7 +89,7 @@ mod tests {
 
     #[test]
     fn stems_sum_to_the_input_with_its_shape() {
-        let weights = default_weights().unwrap();
+        let weights = isola_engine::embedded::light().unwrap();
         let t = crate::synth::track(22_050, 1.0, 5);
         let mut mix = t.vocals.clone();
         mix.add_assign(&t.accompaniment);
@@ -136,7 +117,7 @@ mod tests {
 
     #[test]
     fn worker_path_is_aligned_complete_and_differs_from_the_light_model() {
-        let (light, worker) = (default_weights().unwrap(), default_worker_weights().unwrap());
+        let (light, worker) = (isola_engine::embedded::light().unwrap(), isola_engine::embedded::worker().unwrap());
         assert!(worker.meta.model.param_count() > light.meta.model.param_count());
         let t = crate::synth::track(44_100, 1.5, 6);
         let mut mix = t.vocals.clone();

@@ -9,9 +9,9 @@
 use realfft::num_complex::Complex32;
 
 use crate::rt::grid::BinMap;
+use crate::rt::link::{WorkerLink, WorkerState};
 use crate::rt::math::sigmoid;
 use crate::rt::net::RtMaskNet;
-use crate::worker::{WorkerLink, WorkerState};
 
 /// Frames over which the mask crossfades between worker and light network.
 const CROSSFADE_FRAMES: f32 = 4.0;
@@ -165,7 +165,7 @@ impl MaskStage {
             // due frame, unless it is no longer running or far too slow.
             let start = std::time::Instant::now();
             while self.worker_frames[slot] != d
-                && w.shared.state() == WorkerState::Running
+                && w.state() == WorkerState::Running
                 && start.elapsed() < OFFLINE_WAIT_LIMIT
             {
                 std::thread::sleep(std::time::Duration::from_micros(50));
@@ -213,33 +213,22 @@ impl MaskStage {
 
     /// Hands frame `f` to the worker. Audio thread; lock-free queue operations only.
     fn submit(&mut self, w: &WorkerLink, f: u64) {
-        let shared = &w.shared;
-        match shared.free.pop() {
-            Some(mut slot) => {
-                slot.index = f;
-                slot.mags.copy_from_slice(&self.model_mags);
-                if let Err(slot) = shared.todo.push(slot) {
-                    let _ = shared.free.push(slot);
-                    self.stats.dropped += 1;
-                }
-            }
-            None => self.stats.dropped += 1,
+        if !w.submit(f, &self.model_mags) {
+            self.stats.dropped += 1;
         }
     }
 
     /// Collects whatever worker results came back by frame `f`. Audio thread; lock-free.
     fn collect(&mut self, w: &WorkerLink, f: u64) {
-        let shared = &w.shared;
-        let k = (self.budget + 1) as u64;
-        while let Some(slot) = shared.done.pop() {
+        let (budget, k) = (self.budget as u64, (self.budget + 1) as u64);
+        w.collect(|index, logits| {
             // Keep results that can still meet their deadline (frame index + budget ≥ f).
-            if slot.index <= f && slot.index + self.budget as u64 >= f {
-                let i = (slot.index % k) as usize;
-                self.worker_logits[i].copy_from_slice(&slot.logits);
-                self.worker_frames[i] = slot.index;
+            if index <= f && index + budget >= f {
+                let i = (index % k) as usize;
+                self.worker_logits[i].copy_from_slice(logits);
+                self.worker_frames[i] = index;
             }
-            let _ = shared.free.push(slot);
-        }
+        });
     }
 }
 

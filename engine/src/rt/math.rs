@@ -218,6 +218,19 @@ pub fn flush_tiny(x: f32) -> f32 {
     if x.abs() < 1e-30 { 0.0 } else { x }
 }
 
+/// Largest input magnitude the separator takes (+60 dBFS). Hotter samples only come from
+/// broken upstream gain staging; clamping keeps the FFT far from overflow while leaving
+/// hot but sane float audio (a mix bus at +30 dBFS) untouched.
+pub const MAX_INPUT: f32 = 1000.0;
+
+/// The input guard, for every sample the plugin or the separator takes in: NaN/Inf become
+/// `None` (the caller substitutes silence), the rest is clamped to ±[`MAX_INPUT`] and
+/// flushed below 1e-30. Any thread; no allocation.
+#[inline]
+pub fn guard_input(x: f32) -> Option<f32> {
+    if x.is_finite() { Some(flush_tiny(x.clamp(-MAX_INPUT, MAX_INPUT))) } else { None }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! panics; each public function says which thread owns it.
 
 pub mod grid;
+pub mod link;
 pub mod masking;
 pub mod math;
 pub mod net;

@@ -10,9 +10,10 @@
 //! logits = fc3 · b                                         [F]   mask = sigmoid(logits)
 //! ```
 
-use crate::config::{ModelConfig, StftConfig};
+use crate::config::tensor_names::{self as names, BIAS, BIAS_HH, BIAS_IH, FC1, FC2, FC3, WEIGHT, WEIGHT_HH, WEIGHT_IH};
+use crate::config::{FrameGrid, ModelConfig, StftConfig};
 use crate::error::EngineError;
-use crate::features::MAG_EPS;
+use crate::features::log_magnitude;
 use crate::rt::math::{self, Kernels, flush_tiny, matvec_body};
 use crate::weights::{Provenance, Weights};
 
@@ -57,10 +58,10 @@ impl RtMaskNet {
         let h = model.hidden;
         let layers = (0..model.gru_layers)
             .map(|l| GruLayer {
-                w_ih: t(&format!("gru.{l}.weight_ih")),
-                w_hh: t(&format!("gru.{l}.weight_hh")),
-                b_ih: t(&format!("gru.{l}.bias_ih")),
-                b_hh: t(&format!("gru.{l}.bias_hh")),
+                w_ih: t(&names::gru(l, WEIGHT_IH)),
+                w_hh: t(&names::gru(l, WEIGHT_HH)),
+                b_ih: t(&names::gru(l, BIAS_IH)),
+                b_hh: t(&names::gru(l, BIAS_HH)),
                 state: vec![0.0; h],
             })
             .collect();
@@ -69,15 +70,15 @@ impl RtMaskNet {
             stft: weights.meta.stft,
             provenance: weights.meta.provenance.clone(),
             kernels: Kernels::detect(),
-            input_mean: t("input_mean"),
-            input_scale: t("input_scale"),
-            fc1_w: t("fc1.weight"),
-            fc1_b: t("fc1.bias"),
+            input_mean: t(names::INPUT_MEAN),
+            input_scale: t(names::INPUT_SCALE),
+            fc1_w: t(&names::linear(FC1, WEIGHT)),
+            fc1_b: t(&names::linear(FC1, BIAS)),
             layers,
-            fc2_w: t("fc2.weight"),
-            fc2_b: t("fc2.bias"),
-            fc3_w: t("fc3.weight"),
-            fc3_b: t("fc3.bias"),
+            fc2_w: t(&names::linear(FC2, WEIGHT)),
+            fc2_b: t(&names::linear(FC2, BIAS)),
+            fc3_w: t(&names::linear(FC3, WEIGHT)),
+            fc3_b: t(&names::linear(FC3, BIAS)),
             z: vec![0.0; model.features()],
             a_cat: vec![0.0; 2 * h],
             gi: vec![0.0; 3 * h],
@@ -92,6 +93,11 @@ impl RtMaskNet {
 
     pub fn stft_config(&self) -> &StftConfig {
         &self.stft
+    }
+
+    /// What a replacement or a worker must share with this network (see [`FrameGrid`]).
+    pub fn grid(&self) -> FrameGrid {
+        self.model.frame_grid(&self.stft)
     }
 
     pub fn provenance(&self) -> &Provenance {
@@ -135,8 +141,7 @@ impl RtMaskNet {
     fn step_body<const FMA: bool>(&mut self, mags: &[f32], logits: &mut [f32]) -> bool {
         let h = self.model.hidden;
         for (((z, &m), &mean), &scale) in self.z.iter_mut().zip(mags).zip(&self.input_mean).zip(&self.input_scale) {
-            // Same as `features::log_magnitude`, with the vectorisable log.
-            *z = (math::ln(m + MAG_EPS) - mean) * scale;
+            *z = (log_magnitude(m) - mean) * scale;
         }
         let (a, top) = self.a_cat.split_at_mut(h);
         matvec_body::<FMA>(&self.fc1_w, &self.z, &self.fc1_b, a);

@@ -6,12 +6,13 @@
 //! the latency. Masking with `1 − m` gives the same `A` (resynthesis is linear and exact),
 //! but this way `V + A = D` holds to the last bit and one inverse FFT per channel is saved.
 
+use crate::config::FrameGrid;
 use crate::error::EngineError;
+use crate::rt::link::{WorkerLink, WorkerState};
 use crate::rt::masking::{MaskStage, WorkerStats};
-use crate::rt::math::flush_tiny;
+use crate::rt::math::{flush_tiny, guard_input};
 use crate::rt::net::RtMaskNet;
 use crate::rt::stft::StreamingStft;
-use crate::worker::{WorkerLink, WorkerState};
 
 /// What the main output carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -58,9 +59,6 @@ impl Default for SeparatorParams {
 
 pub const MAX_STRENGTH: f32 = 4.0;
 const SMOOTHING_SECONDS: f32 = 0.010;
-/// Input samples beyond ±1000 (+60 dBFS) are garbage from upstream; clamping keeps the
-/// FFT far from overflow.
-const INPUT_LIMIT: f32 = 1000.0;
 
 /// One-pole parameter smoother.
 #[derive(Debug, Clone, Copy)]
@@ -127,12 +125,9 @@ impl Separator {
     /// Any thread but the audio thread.
     pub fn set_worker(&mut self, link: Option<WorkerLink>) -> Result<(), EngineError> {
         if let Some(l) = &link {
-            let (light, stft) = (self.net.model_config(), self.net.stft_config());
-            if l.stft != *stft || l.model.n_bins != light.n_bins || l.model.lookahead != light.lookahead {
-                return Err(EngineError::WorkerMismatch(format!(
-                    "worker {:?} / {:?} vs light {:?} / {:?}",
-                    l.stft, l.model, stft, light
-                )));
+            let light = self.grid();
+            if l.grid() != light {
+                return Err(EngineError::WorkerMismatch(format!("worker {} vs light {light}", l.grid())));
             }
         }
         self.worker = link;
@@ -158,7 +153,7 @@ impl Separator {
 
     /// The attached worker's state, if any. Any thread.
     pub fn worker_state(&self) -> Option<WorkerState> {
-        self.worker.as_ref().map(|w| w.shared.state())
+        self.worker.as_ref().map(|w| w.state())
     }
 
     pub fn net(&self) -> &RtMaskNet {
@@ -266,9 +261,13 @@ impl Separator {
     /// Whether `net` can replace the running network without re-preparing (same STFT grid
     /// and lookahead, hence same latency). Any thread.
     pub fn accepts(&self, net: &RtMaskNet) -> bool {
-        net.stft_config() == self.net.stft_config()
-            && net.model_config().n_bins == self.net.model_config().n_bins
-            && net.model_config().lookahead == self.net.model_config().lookahead
+        net.grid() == self.grid()
+    }
+
+    /// The running network's frame grid: what a worker or a replacement must share.
+    /// Any thread.
+    pub fn grid(&self) -> FrameGrid {
+        self.net.grid()
     }
 
     /// Stages `net` to take over at the next frame boundary (its recurrent state starts
@@ -334,12 +333,10 @@ impl Separator {
             for c in 0..p.channels {
                 let src = &main[c.min(channels - 1)][done..done + m];
                 for (dst, &x) in p.input[c][..m].iter_mut().zip(src) {
-                    *dst = if x.is_finite() {
-                        flush_tiny(x.clamp(-INPUT_LIMIT, INPUT_LIMIT))
-                    } else {
+                    *dst = guard_input(x).unwrap_or_else(|| {
                         bad_input = true;
                         0.0
-                    };
+                    });
                 }
             }
             p.masks.reset_pending |= bad_input;

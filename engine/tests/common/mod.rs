@@ -45,15 +45,20 @@ pub fn instruments(rate: f32, len: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// The 1024/256 grid at 44.1 kHz these tests' numbers (bins, hops, latencies) are written for.
+pub fn grid_1024() -> StftConfig {
+    StftConfig { fft_size: 1024, hop: 256, ..StftConfig::default() }
+}
+
 pub fn default_random_weights(seed: u64) -> Weights {
-    let stft = StftConfig::default();
+    let stft = grid_1024();
     random_weights(ModelConfig::light(&stft), stft, seed)
 }
 
 /// Weights whose mask is `sigmoid(bias)` everywhere, whatever the input: every weight zero
 /// except the final bias. Lets tests pin the mask to exactly known values.
 pub fn constant_mask_weights(bias: f32) -> Weights {
-    let stft = StftConfig::default();
+    let stft = grid_1024();
     let model = ModelConfig::light(&stft);
     let mut tensors = random_weights(model, stft, 1).tensors().clone();
     for (name, t) in tensors.iter_mut() {

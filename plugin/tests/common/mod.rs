@@ -190,7 +190,7 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 /// and the embedded weights, in blocks of `block`: what the plugin's main output must be,
 /// whatever output buses or ports the host gives it.
 pub fn engine_main_output(input: &[Vec<f32>], sample_rate: f64, block: usize) -> Vec<Vec<f32>> {
-    let w = isola_engine::Weights::from_bytes(isola_plugin::model::DEFAULT_WEIGHTS).unwrap();
+    let w = isola_engine::embedded::light().unwrap();
     let mut sep = isola_engine::Separator::new(isola_engine::RtMaskNet::new(&w).unwrap());
     sep.prepare(sample_rate as f32, block, input.len()).unwrap();
     let params = isola_engine::SeparatorParams { output: isola_engine::OutputMode::Vocals, ..Default::default() };

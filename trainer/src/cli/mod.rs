@@ -21,7 +21,6 @@ pub use self::eval::EvalArgs;
 pub use self::separate::SeparateArgs;
 pub use self::train::TrainArgs;
 pub use self::weights::{ExportArgs, InfoArgs};
-use crate::separate::default_weights;
 
 /// Isola: train, evaluate and use the vocal isolation model.
 #[derive(Debug, Parser)]
@@ -80,7 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 pub fn load_weights(path: Option<&Path>) -> anyhow::Result<Weights> {
     match path {
         Some(p) => Weights::load(p).with_context(|| format!("cannot load weights {}", p.display())),
-        None => default_weights().context("built-in default weights"),
+        None => isola_engine::embedded::light().context("built-in default weights"),
     }
 }
 
@@ -89,7 +88,7 @@ pub fn load_worker_weights(path: Option<&Path>) -> anyhow::Result<Option<Weights
     Ok(match path {
         None => None,
         Some(p) if p.as_os_str() == "default" => {
-            Some(crate::separate::default_worker_weights().context("built-in worker weights")?)
+            Some(isola_engine::embedded::worker().context("built-in worker weights")?)
         }
         Some(p) => Some(Weights::load(p).with_context(|| format!("cannot load worker weights {}", p.display()))?),
     })

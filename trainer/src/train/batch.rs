@@ -110,7 +110,7 @@ pub(super) fn normalisation(
 ) -> anyhow::Result<(Tensor, Tensor)> {
     let [mix, _, _] = batch_tensors(examples, stft, device)?;
     let (b, t, c, n) = mix.dims4()?;
-    let x = (mix + f64::from(isola_engine::features::MAG_EPS))?.log()?.reshape((b * t, c * n))?;
+    let x = isola_engine::model::log_magnitudes(&mix)?.reshape((b * t, c * n))?;
     let mean = x.mean(0)?;
     let std = x.broadcast_sub(&mean)?.sqr()?.mean(0)?.sqrt()?;
     // Bins that are (near) silent in the sample have std ~ 0; a floor of 1 neper keeps

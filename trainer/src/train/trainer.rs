@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use isola_engine::config::tensor_names;
 use isola_engine::model::{MaskNet, weights_from_varmap};
 use isola_engine::{Provenance, Weights};
 
@@ -20,7 +21,7 @@ use crate::metrics::{evaluate_track, nanmedian};
 use crate::separate::separate;
 
 /// Variables fixed from data statistics before training, not optimised.
-const NORMALISATION: [&str; 2] = ["input_mean", "input_scale"];
+const NORMALISATION: [&str; 2] = [tensor_names::INPUT_MEAN, tensor_names::INPUT_SCALE];
 
 /// Everything a running training holds.
 pub struct Trainer {
@@ -62,8 +63,8 @@ impl Trainer {
                 let mut rng = step_rng(cfg.seed, u64::MAX);
                 let examples: Vec<Example> = (0..16).map(|_| sample(&data.pools, &cfg, &mut rng)).collect();
                 let (mean, scale) = normalisation(&examples, &stft, &device)?;
-                varmap.set_one("input_mean", mean)?;
-                varmap.set_one("input_scale", scale)?;
+                varmap.set_one(tensor_names::INPUT_MEAN, mean)?;
+                varmap.set_one(tensor_names::INPUT_SCALE, scale)?;
                 TrainState::default()
             }
         };
