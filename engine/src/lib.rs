@@ -19,6 +19,7 @@ pub mod features;
 pub mod model;
 pub mod offline;
 pub mod rt;
+pub mod tensor_file;
 pub mod weights;
 pub mod worker;
 

@@ -6,7 +6,8 @@
 //! - `model_config`, `stft_config`, `provenance`: JSON of the corresponding structs.
 //!
 //! The loader checks everything it can before anything touches the audio thread and
-//! names the problem in its error; it never panics on a bad file.
+//! names the problem in its error; it never panics on a bad file. Reading and the atomic
+//! write go through [`crate::tensor_file`], the reader/writer the trainer's checkpoints use.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,6 +15,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, ModelConfig, StftConfig, tensor_names};
+use crate::tensor_file::{self, FormatError, TensorFile, TensorFileError};
+
+/// One named tensor: row-major f32 data with its shape (defined with the file reader).
+pub use crate::tensor_file::Tensor;
 
 pub const FORMAT_NAME: &str = "isola-weights";
 pub const FORMAT_VERSION: u32 = 1;
@@ -45,6 +50,23 @@ pub enum WeightsError {
     WrongDtype { name: String, found: String },
     #[error("tensor `{name}` contains a non-finite value at index {index}")]
     NonFinite { name: String, index: usize },
+}
+
+/// Container problems keep the variants (and messages) the weights loader always had;
+/// read failures name the file.
+impl From<TensorFileError> for WeightsError {
+    fn from(e: TensorFileError) -> Self {
+        match e {
+            TensorFileError::Read { path, source } | TensorFileError::Write { path, source, .. } => {
+                WeightsError::Io { path: path.display().to_string(), source }
+            }
+            TensorFileError::Format { problem, .. } => match problem {
+                FormatError::Container(message) => WeightsError::Container(message),
+                FormatError::WrongDtype { name, found } => WeightsError::WrongDtype { name, found },
+                bad @ FormatError::BadTensor { .. } => WeightsError::Container(bad.to_string()),
+            },
+        }
+    }
 }
 
 /// Where a set of weights came from: shown to users, never used for computation.
@@ -79,13 +101,6 @@ pub struct Weights {
     tensors: HashMap<String, Tensor>,
 }
 
-/// One named tensor: row-major f32 data with its shape.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tensor {
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
-}
-
 impl Weights {
     /// Builds weights from tensors, checking them against `model`/`stft` exactly as
     /// loading a file would.
@@ -101,19 +116,25 @@ impl Weights {
     }
 
     /// Reads and validates a weights file. Any thread but the audio thread.
+    ///
+    /// Errors: [`WeightsError::Io`] (naming the file) when it cannot be read, otherwise
+    /// the same errors as [`Weights::from_bytes`].
     pub fn load(path: impl AsRef<Path>) -> Result<Self, WeightsError> {
-        let path = path.as_ref();
-        let bytes =
-            std::fs::read(path).map_err(|source| WeightsError::Io { path: path.display().to_string(), source })?;
-        Self::from_bytes(&bytes)
+        Self::from_file(&TensorFile::read(path).map_err(WeightsError::from)?)
     }
 
     /// Parses and validates weights from memory (e.g. embedded with `include_bytes!`).
+    ///
+    /// Checks, in order: the safetensors container ([`WeightsError::Container`]), the
+    /// metadata (format tag, version, JSON of the configs and provenance), the
+    /// configuration, then every tensor (dtype F32, presence, shape, finite values).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, WeightsError> {
-        let (_, header) =
-            safetensors::SafeTensors::read_metadata(bytes).map_err(|e| WeightsError::Container(e.to_string()))?;
-        let empty = HashMap::new();
-        let meta_map = header.metadata().as_ref().unwrap_or(&empty);
+        Self::from_file(&TensorFile::parse(bytes).map_err(WeightsError::from)?)
+    }
+
+    /// Validates a parsed container: metadata first, then the tensors.
+    fn from_file(file: &TensorFile<'_>) -> Result<Self, WeightsError> {
+        let meta_map = file.metadata();
         let get = |key: &'static str| meta_map.get(key).ok_or(WeightsError::MissingMetadata(key));
 
         let format = get("format")?;
@@ -128,51 +149,32 @@ impl Weights {
         let stft: StftConfig = parse_json(get("stft_config")?, "stft_config")?;
         let provenance: Provenance = parse_json(get("provenance")?, "provenance")?;
         model.validate_with(&stft)?;
-
-        let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| WeightsError::Container(e.to_string()))?;
-        let mut tensors = HashMap::new();
-        for (name, view) in st.iter() {
-            if view.dtype() != safetensors::Dtype::F32 {
-                return Err(WeightsError::WrongDtype { name: name.to_string(), found: format!("{:?}", view.dtype()) });
-            }
-            let data = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-            tensors.insert(name.to_string(), Tensor { shape: view.shape().to_vec(), data });
-        }
+        let tensors = file.tensors().map_err(WeightsError::from)?;
         Self::new(model, stft, provenance, tensors)
     }
 
-    /// Serialises to safetensors bytes with full metadata.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut meta = HashMap::new();
-        meta.insert("format".to_string(), FORMAT_NAME.to_string());
-        meta.insert("format_version".to_string(), self.meta.format_version.to_string());
-        meta.insert("model_config".to_string(), to_json(&self.meta.model));
-        meta.insert("stft_config".to_string(), to_json(&self.meta.stft));
-        meta.insert("provenance".to_string(), to_json(&self.meta.provenance));
-        let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = self
-            .meta
-            .model
-            .tensor_specs()
-            .into_iter()
-            .map(|(name, shape)| {
-                let raw = self.tensors[&name].data.iter().flat_map(|v| v.to_le_bytes()).collect();
-                (name, raw, shape)
-            })
-            .collect();
-        let views = bytes.iter().map(|(name, raw, shape)| {
-            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), raw)
-                .expect("validated shapes match their data");
-            (name.as_str(), view)
-        });
-        safetensors::serialize(views, Some(meta)).expect("validated tensors always serialise")
+    /// The file's metadata map: format tag and version, configs and provenance as JSON.
+    fn metadata(&self) -> HashMap<String, String> {
+        HashMap::from([
+            ("format".to_string(), FORMAT_NAME.to_string()),
+            ("format_version".to_string(), self.meta.format_version.to_string()),
+            ("model_config".to_string(), to_json(&self.meta.model)),
+            ("stft_config".to_string(), to_json(&self.meta.stft)),
+            ("provenance".to_string(), to_json(&self.meta.provenance)),
+        ])
     }
 
-    /// Writes the file atomically (temp file + rename) so a crash never leaves half a file.
-    pub fn save(&self, path: impl AsRef<Path>) -> std::io::Result<()> {
-        let path = path.as_ref();
-        let tmp = path.with_extension("safetensors.tmp");
-        std::fs::write(&tmp, self.to_bytes())?;
-        std::fs::rename(&tmp, path)
+    /// Serialises to safetensors bytes with full metadata (the contents of [`Weights::save`]).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        tensor_file::to_bytes(&self.metadata(), &self.tensors).expect("validated tensors always serialise")
+    }
+
+    /// Writes the file atomically ([`tensor_file::write_atomic`]: temp file in the same
+    /// folder, fsync, rename) so a crash never leaves half a file.
+    ///
+    /// Errors: [`TensorFileError::Write`] naming `path` and the step that failed.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), TensorFileError> {
+        tensor_file::write_atomic(path, &self.metadata(), &self.tensors)
     }
 
     /// A tensor of the contract. Panics only for names outside the contract, which is a

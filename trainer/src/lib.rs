@@ -8,6 +8,7 @@ pub mod audio;
 pub mod cli;
 pub mod data;
 pub mod eval;
+pub mod export;
 pub mod metrics;
 pub mod plot;
 pub mod separate;

@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::{frames_bar, load_weights, load_worker_weights};
 use crate::audio::cache::AudioLoader;
-use crate::data::{DataSpec, LoadOptions, Source, discover, load_entries};
+use crate::data::{DataSpec, LoadOptions, Source, discover_all, load_entries};
 use crate::eval::{evaluate, report};
 
 #[derive(Debug, Args)]
@@ -45,17 +45,14 @@ pub struct EvalArgs {
 pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let weights = load_weights(args.weights.as_deref())?;
     let worker = load_worker_weights(args.worker_weights.as_deref())?;
-    let (mut entries, mut problems) = (Vec::new(), Vec::new());
+    let (found, problems) = discover_all(&args.data);
+    let mut entries = Vec::new();
     let mut loose = 0;
-    for spec in &args.data {
-        let (found, p) = discover(spec);
-        problems.extend(p);
-        for e in found {
-            if matches!(e.source, Source::Loose(..)) {
-                loose += 1;
-            } else if args.split.is_none() || e.split == args.split {
-                entries.push(e);
-            }
+    for e in found {
+        if matches!(e.source, Source::Loose(..)) {
+            loose += 1;
+        } else if args.split.is_none() || e.split == args.split {
+            entries.push(e);
         }
     }
     if loose > 0 && !args.quiet {

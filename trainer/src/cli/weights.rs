@@ -1,13 +1,12 @@
-//! `isola export` and `isola info`: the weights files the plugin loads.
+//! `isola export` and `isola info`: the weights files the plugin loads. The export itself
+//! is [`crate::export`].
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
-use isola_engine::Weights;
 
 use super::load_weights;
-use crate::train::checkpoint;
+use crate::export::ExportOptions;
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -33,49 +32,11 @@ pub struct InfoArgs {
 }
 
 pub(super) fn export(args: &ExportArgs) -> anyhow::Result<()> {
-    let ck = checkpoint::load(&args.checkpoint, &isola_engine::candle_core::Device::Cpu)?;
-    let tensors = ck
-        .model
-        .iter()
-        .map(|(name, t)| {
-            let data = t.flatten_all()?.to_vec1::<f32>()?;
-            Ok((name.clone(), isola_engine::weights::Tensor { shape: t.dims().to_vec(), data }))
-        })
-        .collect::<anyhow::Result<std::collections::HashMap<_, _>>>()?;
-    let state = &ck.state;
-    let c = &ck.config;
-    let provenance = isola_engine::Provenance {
-        name: args.name.clone(),
-        datasets: c.data.iter().chain(&c.val_data).cloned().collect(),
-        steps: state.step,
-        // Only an SDR measured on exactly these weights.
-        validation_sdr_db: state.last_val_sdr.filter(|_| state.last_val_step == state.step).map(|s| s as f32),
-        git_commit: git_commit(),
-        notes: args.notes.clone().unwrap_or_else(|| {
-            format!(
-                "isola train: seed {}, batch {} x {} s, lr {}, {} of {} epochs{}",
-                c.seed,
-                c.batch_size,
-                c.chunk_seconds,
-                c.lr,
-                state.epoch,
-                c.epochs,
-                if state.finished { ", finished" } else { "" }
-            )
-        }),
-    };
-    let weights = Weights::new(c.model(), c.stft, provenance, tensors)?;
-    weights.save(&args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
-    // Read it back as the plugin will.
-    Weights::load(&args.out)?;
+    let options =
+        ExportOptions { name: args.name.clone(), notes: args.notes.clone(), git_commit: crate::export::git_commit() };
+    crate::export::export(&args.checkpoint, &args.out, &options)?;
     println!("wrote {}", args.out.display());
     Ok(())
-}
-
-/// The checked-out commit, when run inside a git work tree.
-fn git_commit() -> Option<String> {
-    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
 }
 
 pub(super) fn info(args: &InfoArgs) -> anyhow::Result<()> {

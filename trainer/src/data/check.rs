@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::discover::{DataSpec, Entry, discover};
+use super::discover::{DataSpec, Entry, discover_all};
 use super::load::{Loaded, load_entry};
 use crate::audio::AudioError;
 use crate::audio::cache::AudioLoader;
@@ -31,13 +31,8 @@ pub struct CheckReport {
 
 /// Discovers and decodes everything under `specs`, using all cores.
 pub fn check(specs: &[DataSpec], show_progress: bool) -> CheckReport {
-    let mut report = CheckReport::default();
-    let mut entries = Vec::new();
-    for spec in specs {
-        let (found, problems) = discover(spec);
-        entries.extend(found);
-        report.problems.extend(problems);
-    }
+    let (entries, problems) = discover_all(specs);
+    let mut report = CheckReport { rows: Vec::new(), problems };
     let bar = if show_progress { ProgressBar::new(entries.len() as u64) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{spinner} checking [{bar:30}] {pos}/{len} {wide_msg} ETA {eta}")

@@ -114,6 +114,20 @@ pub fn discover(spec: &DataSpec) -> (Vec<Entry>, Vec<AudioError>) {
     (found.entries, found.problems)
 }
 
+/// Discovers every `--data` argument, in order: the single entry point for `isola data
+/// check`, `isola train` and `isola eval`. Returns all entries (each spec's sorted by
+/// name, specs in the order given) and all structural problems, in the same order; see
+/// [`discover`] for what one spec yields.
+pub fn discover_all<'a>(specs: impl IntoIterator<Item = &'a DataSpec>) -> (Vec<Entry>, Vec<AudioError>) {
+    let (mut entries, mut problems) = (Vec::new(), Vec::new());
+    for spec in specs {
+        let (found, p) = discover(spec);
+        entries.extend(found);
+        problems.extend(p);
+    }
+    (entries, problems)
+}
+
 #[derive(Default)]
 struct Found {
     entries: Vec<Entry>,
@@ -302,6 +316,25 @@ mod tests {
         );
         let Source::Stems { accompaniment, .. } = &entries[2].source else { panic!() };
         assert_eq!(accompaniment.len(), 1);
+    }
+
+    #[test]
+    fn discover_all_keeps_the_order_of_the_specs() {
+        let d = tempfile::tempdir().unwrap();
+        touch(&d.path().join("b/t1/vocals.wav"));
+        touch(&d.path().join("b/t1/accompaniment.wav"));
+        touch(&d.path().join("a/x.wav"));
+        let specs = [spec(&d.path().join("b")), spec(&d.path().join("missing")), spec(&d.path().join("a"))];
+        let (entries, problems) = discover_all(&specs);
+        let names: Vec<_> = entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["t1"]);
+        assert_eq!(problems.len(), 2);
+        assert!(problems[0].to_string().contains("cannot read"), "{}", problems[0]);
+        assert!(problems[1].to_string().contains("vocals:DIR"), "{}", problems[1]);
+        let forced = DataSpec { role: Some(LooseRole::Vocals), path: d.path().join("a") };
+        let (entries, problems) = discover_all([&specs[0], &forced]);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(entries.iter().map(Entry::kind).collect::<Vec<_>>(), ["track", "vocals"]);
     }
 
     #[test]

@@ -16,5 +16,5 @@ pub mod check;
 pub mod discover;
 pub mod load;
 
-pub use discover::{DataSpec, Entry, LooseRole, Source, discover};
+pub use discover::{DataSpec, Entry, LooseRole, Source, discover, discover_all};
 pub use load::{LoadOptions, Loaded, LoadedData, LooseAudio, TrackAudio, load_entries, load_entry};

@@ -1,16 +1,15 @@
 //! Checkpoints: one safetensors file holding the model (`model.<name>`),
 //! the AdamW moments (`adam.m.*`, `adam.v.*`) and, in its header metadata,
-//! the training state and config as JSON. Written to a temp file, synced,
-//! then renamed over the old one, so a kill at any moment leaves either the
-//! previous or the new checkpoint, never a torn one.
+//! the training state and config as JSON. Read and written with the engine's
+//! [`isola_engine::tensor_file`] (the weights file's reader and atomic writer):
+//! a temp file, synced, then renamed over the old one, so a kill at any moment
+//! leaves either the previous or the new checkpoint, never a torn one.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
-use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use isola_engine::tensor_file::{self, TensorFile, TensorFileError};
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
@@ -42,7 +41,17 @@ pub struct Checkpoint {
     pub optimizer: HashMap<String, Tensor>,
 }
 
-/// Writes atomically (temp + fsync + rename).
+/// Metadata key and value that mark a checkpoint.
+const FORMAT_KEY: &str = "isola.format";
+const FORMAT_TAG: &str = "isola-checkpoint";
+
+/// Writes a checkpoint atomically through the engine's [`tensor_file::write_atomic`]
+/// (temp file in the same folder, fsync, rename): a kill at any moment leaves the previous
+/// or the new checkpoint. Tensors of any float dtype are stored as f32, `model` under
+/// `model.<name>`, `optimizer` under its own names (`adam.*`).
+///
+/// Errors: a tensor that cannot be read back from its device, or a write failure naming
+/// `path` and the step that failed.
 pub fn save(
     path: &Path,
     config: &TrainConfig,
@@ -50,54 +59,57 @@ pub fn save(
     model: &HashMap<String, Tensor>,
     optimizer: &HashMap<String, Tensor>,
 ) -> anyhow::Result<()> {
-    let mut named: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut named: Vec<(String, tensor_file::Tensor)> = Vec::new();
     for (prefix, set) in [("model.", model), ("", optimizer)] {
         for (name, t) in set {
             let data = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-            let bytes = data.iter().flat_map(|x| x.to_le_bytes()).collect();
-            named.push((format!("{prefix}{name}"), t.dims().to_vec(), bytes));
+            named.push((format!("{prefix}{name}"), tensor_file::Tensor { shape: t.dims().to_vec(), data }));
         }
     }
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    let views = named
-        .iter()
-        .map(|(n, shape, bytes)| Ok((n.clone(), TensorView::new(Dtype::F32, shape.clone(), bytes)?)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
     let meta = HashMap::from([
-        ("isola.format".to_string(), "isola-checkpoint".to_string()),
+        (FORMAT_KEY.to_string(), FORMAT_TAG.to_string()),
         ("isola.state".to_string(), serde_json::to_string(state)?),
         ("isola.config".to_string(), serde_json::to_string(config)?),
     ]);
-    let bytes = safetensors::serialize(views, Some(meta))?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot move checkpoint into place at {}", path.display()))?;
+    tensor_file::write_atomic(path, &meta, named.iter().map(|(n, t)| (n, t)))?;
     Ok(())
 }
 
+/// Reads a checkpoint written by [`save`], putting its tensors on `device` (f32).
+///
+/// Errors name `path`: unreadable file, not a safetensors file or not a checkpoint
+/// ("not an isola checkpoint (...)": no metadata, wrong format tag, missing or invalid
+/// state/config JSON, a tensor that is not f32).
 pub fn load(path: &Path, device: &Device) -> anyhow::Result<Checkpoint> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
     let bad = |what: &str| anyhow::anyhow!("{}: not an isola checkpoint ({what})", path.display());
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(&e.to_string()))?;
-    let info = meta.metadata().as_ref().ok_or_else(|| bad("no metadata"))?;
-    if info.get("isola.format").map(String::as_str) != Some("isola-checkpoint") {
+    let file = match TensorFile::read(path) {
+        Ok(file) => file,
+        Err(TensorFileError::Format { problem, .. }) => return Err(bad(&problem.to_string())),
+        Err(TensorFileError::Read { source, .. }) => {
+            return Err(anyhow::anyhow!("cannot read checkpoint {}: {source}", path.display()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let info = file.metadata();
+    if info.is_empty() {
+        return Err(bad("no metadata"));
+    }
+    if info.get(FORMAT_KEY).map(String::as_str) != Some(FORMAT_TAG) {
         return Err(bad("wrong format tag"));
     }
-    let state: TrainState = serde_json::from_str(info.get("isola.state").ok_or_else(|| bad("no state"))?)?;
-    let config: TrainConfig = serde_json::from_str(info.get("isola.config").ok_or_else(|| bad("no config"))?)?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(&e.to_string()))?;
+    let json = |key: &str| info.get(key).ok_or_else(|| bad(&format!("no {}", key.trim_start_matches("isola."))));
+    let state: TrainState =
+        serde_json::from_str(json("isola.state")?).map_err(|e| bad(&format!("invalid state: {e}")))?;
+    let config: TrainConfig =
+        serde_json::from_str(json("isola.config")?).map_err(|e| bad(&format!("invalid config: {e}")))?;
+    let tensors = match file.tensors() {
+        Ok(t) => t,
+        Err(TensorFileError::Format { problem, .. }) => return Err(bad(&problem.to_string())),
+        Err(e) => return Err(e.into()),
+    };
     let (mut model, mut optimizer) = (HashMap::new(), HashMap::new());
-    for (name, view) in st.tensors() {
-        if view.dtype() != Dtype::F32 {
-            return Err(bad(&format!("tensor {name} is not f32")));
-        }
-        let data: Vec<f32> =
-            view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
-        let t = Tensor::from_vec(data, view.shape(), device)?;
+    for (name, t) in tensors {
+        let t = Tensor::from_vec(t.data, t.shape, device)?;
         match name.strip_prefix("model.") {
             Some(n) => model.insert(n.to_string(), t),
             None => optimizer.insert(name, t),

@@ -6,7 +6,7 @@ use super::config::TrainConfig;
 use super::sampler::{Pools, step_rng};
 use crate::audio::Audio;
 use crate::audio::cache::AudioLoader;
-use crate::data::{DataSpec, LoadOptions, TrackAudio, discover, load_entries};
+use crate::data::{DataSpec, LoadOptions, TrackAudio, discover_all, load_entries};
 
 /// Data for a run: training pools and validation tracks, at the model rate.
 pub struct RunData {
@@ -20,12 +20,8 @@ pub fn load_data(cfg: &TrainConfig, skip_bad: bool) -> anyhow::Result<RunData> {
     let cache = cfg.cache.clone().or_else(|| cfg.out.parent().map(|p| p.join(".cache")));
     let loader = AudioLoader::new(Some(cfg.stft.sample_rate), cache);
     let load = |specs: &[String]| -> anyhow::Result<crate::data::LoadedData> {
-        let (mut entries, mut problems) = (Vec::new(), Vec::new());
-        for s in specs {
-            let (e, p) = discover(&s.parse::<DataSpec>().map_err(anyhow::Error::msg)?);
-            entries.extend(e);
-            problems.extend(p);
-        }
+        let specs = specs.iter().map(|s| s.parse::<DataSpec>()).collect::<Result<Vec<_>, _>>();
+        let (entries, problems) = discover_all(&specs.map_err(anyhow::Error::msg)?);
         Ok(load_entries(&entries, problems, &loader, LoadOptions { skip_bad })?)
     };
     let data = load(&cfg.data)?;

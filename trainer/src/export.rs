@@ -1,0 +1,94 @@
+//! `isola export`: a training checkpoint becomes the weights file the plugin loads.
+//!
+//! [`export`] reads a run's `checkpoint.safetensors` or `best.safetensors`
+//! ([`crate::train::checkpoint`]), builds [`Weights`] from its model tensors (validated
+//! against the run's model and STFT config exactly as loading a file is), attaches
+//! [`Provenance`] (name, data sets, steps, the validation SDR measured on exactly these
+//! weights, git commit, notes), writes the file atomically
+//! ([`isola_engine::tensor_file::write_atomic`]) and reads it back as the plugin will.
+//! The command line only parses its arguments and calls [`export`].
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::Context;
+use isola_engine::candle_core::Device;
+use isola_engine::weights::Tensor;
+use isola_engine::{Provenance, Weights};
+
+use crate::train::checkpoint::{self, Checkpoint};
+
+/// What the user adds to the checkpoint's own facts.
+#[derive(Debug, Clone, Default)]
+pub struct ExportOptions {
+    /// Name shown in the plugin.
+    pub name: String,
+    /// Free-text notes; `None` writes a summary of the run (seed, batch, learning rate,
+    /// epochs, whether it finished).
+    pub notes: Option<String>,
+    /// Commit of the code that trained the weights; `None` stores none.
+    pub git_commit: Option<String>,
+}
+
+/// Exports `checkpoint` (a run's `checkpoint.safetensors` or `best.safetensors`) to the
+/// weights file `out`, replacing it atomically, and returns the weights as read back from
+/// `out`.
+///
+/// Errors, each naming its file: the checkpoint cannot be read or is not a checkpoint;
+/// its tensors do not fit its model config (missing, wrong shape, non-finite); `out`
+/// cannot be written or does not read back as valid weights.
+pub fn export(checkpoint: &Path, out: &Path, options: &ExportOptions) -> anyhow::Result<Weights> {
+    let ck = checkpoint::load(checkpoint, &Device::Cpu)?;
+    let weights = weights_from_checkpoint(&ck, options)
+        .with_context(|| format!("checkpoint {} does not make valid weights", checkpoint.display()))?;
+    weights.save(out)?;
+    // Read it back as the plugin will.
+    Weights::load(out).with_context(|| format!("cannot load the exported weights {}", out.display()))
+}
+
+/// Builds validated [`Weights`] from a checkpoint's model tensors (stored as f32, shapes
+/// as in the checkpoint), its model/STFT config and [`Provenance`]: `options`' name,
+/// notes and commit, the run's data sets (training then validation), its step count,
+/// and the last validation SDR (dB) only when it was measured at the checkpoint's step.
+///
+/// Errors: a tensor that cannot be read from its device, or
+/// [`isola_engine::WeightsError`] when the tensors do not fit the config.
+pub fn weights_from_checkpoint(ck: &Checkpoint, options: &ExportOptions) -> anyhow::Result<Weights> {
+    let tensors = ck
+        .model
+        .iter()
+        .map(|(name, t)| {
+            let data = t.flatten_all()?.to_vec1::<f32>()?;
+            Ok((name.clone(), Tensor { shape: t.dims().to_vec(), data }))
+        })
+        .collect::<anyhow::Result<HashMap<_, _>>>()?;
+    let (state, c) = (&ck.state, &ck.config);
+    let provenance = Provenance {
+        name: options.name.clone(),
+        datasets: c.data.iter().chain(&c.val_data).cloned().collect(),
+        steps: state.step,
+        // Only an SDR measured on exactly these weights.
+        validation_sdr_db: state.last_val_sdr.filter(|_| state.last_val_step == state.step).map(|s| s as f32),
+        git_commit: options.git_commit.clone(),
+        notes: options.notes.clone().unwrap_or_else(|| {
+            format!(
+                "isola train: seed {}, batch {} x {} s, lr {}, {} of {} epochs{}",
+                c.seed,
+                c.batch_size,
+                c.chunk_seconds,
+                c.lr,
+                state.epoch,
+                c.epochs,
+                if state.finished { ", finished" } else { "" }
+            )
+        }),
+    };
+    Ok(Weights::new(c.model(), c.stft, provenance, tensors)?)
+}
+
+/// The commit checked out in the current directory's git work tree (`git rev-parse
+/// HEAD`); `None` outside a work tree or without git.
+pub fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
+}
