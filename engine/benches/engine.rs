@@ -10,6 +10,7 @@ use criterion::{BenchmarkId, Criterion};
 use isola_engine::candle_core::{Device, Tensor};
 use isola_engine::config::{ModelConfig, StftConfig};
 use isola_engine::model;
+use isola_engine::render::Render;
 use isola_engine::rt::{RtMaskNet, Separator, SeparatorParams};
 use isola_engine::weights::{Weights, random_weights};
 use isola_engine::worker::{Worker, WorkerConfig};
@@ -26,18 +27,9 @@ fn frame_input(features: usize) -> Vec<f32> {
     (0..features).map(|i| 10f32.powf(-4.0 * ((i * 7919) % 1000) as f32 / 1000.0)).collect()
 }
 
+/// Stereo synthetic music at the bench rate.
 fn music(len: usize) -> Vec<Vec<f32>> {
-    (0..2)
-        .map(|c| {
-            (0..len)
-                .map(|n| {
-                    let t = n as f32 / RATE;
-                    0.3 * (std::f32::consts::TAU * 220.0 * t * (c + 1) as f32).sin()
-                        + 0.1 * ((n * 7919 % 2000) as f32 / 1000.0 - 1.0)
-                })
-                .collect()
-        })
-        .collect()
+    isola_engine::synth::track(RATE as u32, len, 1).mixture()
 }
 
 struct Bench {
@@ -80,29 +72,15 @@ impl Bench {
     }
 }
 
-/// Seconds to process `audio` through a fresh separator in `block`-sample blocks.
+/// Seconds to process `audio` through a fresh separator in `block`-sample blocks (the
+/// engine's offline render; its per-block bookkeeping is a few small allocations, far
+/// below the cost of a block).
 fn separator_seconds(weights: &Weights, audio: &[Vec<f32>], block: usize) -> f64 {
     let mut sep = Separator::new(RtMaskNet::new(weights).unwrap());
     sep.prepare(RATE, block, 2).unwrap();
-    let mut buf = audio.to_vec();
-    let (mut v, mut a) = (vec![vec![0.0; block]; 2], vec![vec![0.0; block]; 2]);
-    let params = SeparatorParams::default();
+    let render = Render { blocks: &[block], stem_channels: None, align: false };
     let start = Instant::now();
-    let len = buf[0].len();
-    let mut at = 0;
-    while at + block <= len {
-        let (l, r) = buf.split_at_mut(1);
-        let mut main = [&mut l[0][at..at + block], &mut r[0][at..at + block]];
-        let (v0, v1) = v.split_at_mut(1);
-        let (a0, a1) = a.split_at_mut(1);
-        sep.process(
-            &mut main,
-            Some(&mut [&mut v0[0][..], &mut v1[0][..]]),
-            Some(&mut [&mut a0[0][..], &mut a1[0][..]]),
-            &params,
-        );
-        at += block;
-    }
+    render.run(&mut sep, audio, &SeparatorParams::default());
     start.elapsed().as_secs_f64()
 }
 
@@ -141,21 +119,16 @@ fn worker_miss_rate(light: &Weights, heavy: &Weights, seconds: f64, budget_hops:
     sep.set_worker(Some(link)).unwrap();
     sep.prepare(RATE, 256, 2).unwrap();
     let block = 256;
-    let audio = music(block * 64);
-    let mut buf = audio.clone();
-    let params = SeparatorParams::default();
+    let audio = music((seconds * RATE as f64) as usize);
+    let render = Render { blocks: &[block], stem_channels: None, align: false };
     let start = Instant::now();
-    let blocks = (seconds * RATE as f64 / block as f64) as usize;
-    for k in 0..blocks {
-        let at = (k % 64) * block;
-        let (l, r) = buf.split_at_mut(1);
-        sep.process(&mut [&mut l[0][at..at + block], &mut r[0][at..at + block]], None, None, &params);
-        // Keep real-time pace: block k is due at k·block/RATE seconds.
-        let due = Duration::from_secs_f64((k + 1) as f64 * block as f64 / RATE as f64);
+    render.run_with(&mut sep, &audio, &mut SeparatorParams::default(), |b, _, _| {
+        // Keep real-time pace: block k is due at (k + 1)·block/RATE seconds.
+        let due = Duration::from_secs_f64(b.end as f64 / RATE as f64);
         if let Some(wait) = due.checked_sub(start.elapsed()) {
             std::thread::sleep(wait);
         }
-    }
+    });
     let stats = sep.worker_stats();
     drop(worker);
     (stats.hits, stats.misses)

@@ -7,8 +7,10 @@
 //! - [`embedded`]: the default light and worker weights compiled into every build.
 //! - [`model`]: the mask network in candle (training, worker thread; never the audio thread).
 //! - [`offline`]: whole-signal feature extraction (training), same analysis as the rt STFT.
+//! - [`render`]: the offline render loop over whole signals (`isola separate`/`eval`, tests).
 //! - [`worker`]: the inference worker thread (heavier model, candle); its audio-side link
 //!   (queues, deadline) is [`rt::link`].
+//! - [`synth`]: synthetic music (tests, benches, `isola data synth`).
 //! - [`rt`]: audio-thread code: streaming STFT, allocation-free network port, [`rt::Separator`].
 //!   Nothing under `rt/` uses candle.
 
@@ -18,7 +20,9 @@ pub mod error;
 pub mod features;
 pub mod model;
 pub mod offline;
+pub mod render;
 pub mod rt;
+pub mod synth;
 pub mod tensor_file;
 pub mod weights;
 pub mod worker;

@@ -5,6 +5,7 @@ mod common;
 
 use common::{constant_mask_weights, default_random_weights, instruments, voice};
 use isola_engine::config::{ModelConfig, StftConfig};
+use isola_engine::render::{Render, Rendered};
 use isola_engine::rt::{OutputMode, RtMaskNet, Separator, SeparatorParams};
 use isola_engine::weights::{Weights, random_weights};
 
@@ -14,32 +15,10 @@ fn separator(weights: &Weights, rate: f32, channels: usize) -> Separator {
     sep
 }
 
-struct Run {
-    main: Vec<Vec<f32>>,
-    vocals: Vec<Vec<f32>>,
-    accompaniment: Vec<Vec<f32>>,
-}
-
-/// Streams `input` in blocks cycling over `blocks`, collecting main and both stems
-/// (stereo aux buses, as the plugin has).
-fn run(sep: &mut Separator, input: &[Vec<f32>], blocks: &[usize], params: &SeparatorParams) -> Run {
-    let len = input[0].len();
-    let mut main = input.to_vec();
-    let mut vocals = vec![vec![0.0; len]; 2];
-    let mut accompaniment = vec![vec![0.0; len]; 2];
-    let mut at = 0;
-    for &b in blocks.iter().cycle() {
-        if at >= len {
-            break;
-        }
-        let n = b.min(len - at);
-        let mut m: Vec<&mut [f32]> = main.iter_mut().map(|c| &mut c[at..at + n]).collect();
-        let mut v: Vec<&mut [f32]> = vocals.iter_mut().map(|c| &mut c[at..at + n]).collect();
-        let mut a: Vec<&mut [f32]> = accompaniment.iter_mut().map(|c| &mut c[at..at + n]).collect();
-        sep.process(&mut m, Some(&mut v), Some(&mut a), params);
-        at += n;
-    }
-    Run { main, vocals, accompaniment }
+/// Streams `input` unaligned (as a host records it) in blocks cycling over `blocks`,
+/// collecting main and both stems (stereo aux buses, as the plugin has).
+fn run(sep: &mut Separator, input: &[Vec<f32>], blocks: &[usize], params: &SeparatorParams) -> Rendered {
+    Render { blocks, stem_channels: Some(2), align: false }.run(sep, input, params)
 }
 
 fn stereo_mix(rate: f32, len: usize) -> Vec<Vec<f32>> {
@@ -204,10 +183,7 @@ fn parameter_changes_do_not_click() {
     let len = 48_000;
     let input = stereo_mix(rate, len);
     let mut sep = separator(&weights, rate, 2);
-    let mut main = input.clone();
     let p = SeparatorParams::default();
-    let mut at = 0;
-    let mut k = 0;
     let settings = [
         SeparatorParams { output: OutputMode::Vocals, ..p },
         SeparatorParams { bypass: true, ..p },
@@ -215,13 +191,15 @@ fn parameter_changes_do_not_click() {
         SeparatorParams { mix: 0.0, ..p },
         p,
     ];
-    while at < len {
-        let n = 128.min(len - at);
-        let mut m: Vec<&mut [f32]> = main.iter_mut().map(|c| &mut c[at..at + n]).collect();
-        sep.process(&mut m, None, None, &settings[(k / 40) % settings.len()]);
-        at += n;
-        k += 1;
-    }
+    let render = Render { blocks: &[128], stem_channels: None, align: false };
+    let mut params = settings[0];
+    let main = render
+        .run_with(&mut sep, &input, &mut params, |block, _, params| {
+            let k = block.index + 1;
+            *params = settings[(k / 40) % settings.len()];
+        })
+        .main;
+    assert_eq!(main[0].len(), len);
     // Largest sample-to-sample step of the output vs. of the input: an unsmoothed switch
     // between stems would jump by up to the full signal level.
     let step = |x: &[f32]| x.windows(2).map(|w| (w[1] - w[0]).abs()).fold(0.0, f32::max);
@@ -309,9 +287,6 @@ fn model_swap_happens_at_a_frame_boundary_and_returns_the_old_model() {
     let hop = sep.hop();
     let latency = sep.latency_samples();
     let input = stereo_mix(rate, 30_000);
-    let params = SeparatorParams::default();
-    let mut main = input.clone();
-    let mut vocals = vec![vec![0.0; 30_000]; 2];
     // An incompatible model (different FFT) is refused and handed back.
     let stft = StftConfig { fft_size: 2048, hop: 512, ..common::grid_1024() };
     let other = RtMaskNet::new(&random_weights(ModelConfig::light(&stft), stft, 1)).unwrap();
@@ -319,19 +294,17 @@ fn model_swap_happens_at_a_frame_boundary_and_returns_the_old_model() {
     let zeros = Box::new(RtMaskNet::new(&constant_mask_weights(-30.0)).unwrap());
     let mut queued = Some(zeros);
     let swap_at = 10_000 + 37; // mid-hop on purpose
-    let mut at = 0;
-    while at < 30_000 {
-        let n = 100.min(30_000 - at);
-        if at >= swap_at
-            && let Some(net) = queued.take()
-        {
-            assert!(sep.queue_model(net).is_ok());
-        }
-        let mut m: Vec<&mut [f32]> = main.iter_mut().map(|c| &mut c[at..at + n]).collect();
-        let mut v: Vec<&mut [f32]> = vocals.iter_mut().map(|c| &mut c[at..at + n]).collect();
-        sep.process(&mut m, Some(&mut v), None, &params);
-        at += n;
-    }
+    let render = Render { blocks: &[100], stem_channels: Some(2), align: false };
+    let vocals = render
+        .run_with(&mut sep, &input, &mut SeparatorParams::default(), |block, sep, _| {
+            // Queued before the first block that starts at or after `swap_at`.
+            if block.end >= swap_at
+                && let Some(net) = queued.take()
+            {
+                assert!(sep.queue_model(net).is_ok());
+            }
+        })
+        .vocals;
     assert!(sep.take_retired_model().is_some(), "old model not handed back");
     assert!(sep.take_retired_model().is_none());
     // Before the swap vocals = delayed input, well after it they are silent, and the change

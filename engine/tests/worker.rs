@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::{instruments, voice};
 use isola_engine::config::{ModelConfig, StftConfig};
+use isola_engine::render::Render;
 use isola_engine::rt::{RtMaskNet, Separator, SeparatorParams};
 use isola_engine::weights::{Weights, random_weights};
 use isola_engine::worker::{Worker, WorkerConfig, WorkerState};
@@ -41,22 +42,8 @@ fn with_worker(config: WorkerConfig) -> (Separator, Worker) {
 
 /// Processes hop-sized blocks, calling `between` after each; returns the vocal stem.
 fn drive(sep: &mut Separator, input: &[Vec<f32>], mut between: impl FnMut(usize, &Separator)) -> Vec<Vec<f32>> {
-    let len = input[0].len();
-    let mut main = input.to_vec();
-    let mut vocals = vec![vec![0.0; len]; 2];
-    for (k, at) in (0..len).step_by(HOP).enumerate() {
-        let n = HOP.min(len - at);
-        let (m0, m1) = main.split_at_mut(1);
-        let (v0, v1) = vocals.split_at_mut(1);
-        sep.process(
-            &mut [&mut m0[0][at..at + n], &mut m1[0][at..at + n]],
-            Some(&mut [&mut v0[0][at..at + n], &mut v1[0][at..at + n]]),
-            None,
-            &SeparatorParams::default(),
-        );
-        between(k, sep);
-    }
-    vocals
+    let render = Render { blocks: &[HOP], stem_channels: Some(2), align: false };
+    render.run_with(sep, input, &mut SeparatorParams::default(), |block, sep, _| between(block.index, sep)).vocals
 }
 
 fn max_step(x: &[f32]) -> f32 {

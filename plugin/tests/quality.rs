@@ -7,6 +7,7 @@ mod common;
 
 use common::clap::{ParamChange, Plugin, Rendered, clap_state_blob, load_isola};
 use common::*;
+use isola_engine::render::Render;
 use isola_engine::rt::{RtMaskNet, Separator, SeparatorParams};
 use isola_engine::weights::{Weights, random_weights};
 use isola_engine::worker::{Worker, WorkerConfig};
@@ -31,20 +32,8 @@ fn engine_vocals(input: &[Vec<f32>], budget: Option<usize>) -> (Vec<Vec<f32>>, u
         worker
     });
     sep.prepare(SR as f32, BLOCK, 2).unwrap();
-    let len = input[0].len();
-    let mut main = input.to_vec();
-    let mut vocals = vec![vec![0.0; len]; 2];
-    for at in (0..len).step_by(BLOCK) {
-        let n = BLOCK.min(len - at);
-        let (m0, m1) = main.split_at_mut(1);
-        let (v0, v1) = vocals.split_at_mut(1);
-        sep.process(
-            &mut [&mut m0[0][at..at + n], &mut m1[0][at..at + n]],
-            Some(&mut [&mut v0[0][at..at + n], &mut v1[0][at..at + n]]),
-            None,
-            &SeparatorParams::default(),
-        );
-    }
+    let render = Render { blocks: &[BLOCK], stem_channels: Some(2), align: false };
+    let vocals = render.run(&mut sep, input, &SeparatorParams::default()).vocals;
     (vocals, sep.latency_samples(), sep.hop())
 }
 

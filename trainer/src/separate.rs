@@ -1,16 +1,15 @@
 //! Offline separation through the engine's streaming `Separator`, the very
-//! code the plugin runs: the whole file is streamed in blocks, followed by
-//! `latency` samples of silence to flush it, and the latency is cut off, so
-//! the stems line up with the input sample for sample and have its length.
+//! code the plugin runs, rendered by [`isola_engine::render`]: the whole file is
+//! streamed in blocks, followed by `latency` samples of silence to flush it, and
+//! the latency is cut off, so the stems line up with the input sample for sample
+//! and have its length.
 
 use indicatif::ProgressBar;
+use isola_engine::render::{DEFAULT_BLOCK, Render};
 use isola_engine::worker::{Worker, WorkerConfig, preferred_device};
 use isola_engine::{RtMaskNet, Separator, SeparatorParams, Weights};
 
 use crate::audio::Audio;
-
-/// Block length fed to the separator: a typical host buffer size.
-const BLOCK: usize = 512;
 
 /// Vocals and accompaniment estimates, each with the input's rate, channels
 /// and length. `vocals + accompaniment == input` (the engine guarantees it
@@ -49,37 +48,16 @@ pub fn separate_with(
         }
         None => None,
     };
-    sep.prepare(input.sample_rate as f32, BLOCK, n_ch)?;
-    let latency = sep.latency_samples();
-    let total = input.frames() + latency;
-    let params = SeparatorParams::default();
-
-    let mut vocals = Audio::silence(input.sample_rate, n_ch, total);
-    let mut accompaniment = Audio::silence(input.sample_rate, n_ch, total);
-    let mut main = vec![vec![0.0f32; BLOCK]; n_ch];
-    let mut start = 0;
-    while start < total {
-        let len = BLOCK.min(total - start);
-        for (buf, src) in main.iter_mut().zip(&input.channels) {
-            buf.fill(0.0); // past the input's end: silence flushes the latency
-            if start < src.len() {
-                let end = (start + len).min(src.len());
-                buf[..end - start].copy_from_slice(&src[start..end]);
-            }
-        }
-        let mut main_refs: Vec<&mut [f32]> = main.iter_mut().map(|c| &mut c[..len]).collect();
-        let mut v_refs: Vec<&mut [f32]> = vocals.channels.iter_mut().map(|c| &mut c[start..start + len]).collect();
-        let mut a_refs: Vec<&mut [f32]> =
-            accompaniment.channels.iter_mut().map(|c| &mut c[start..start + len]).collect();
-        sep.process(&mut main_refs, Some(&mut v_refs), Some(&mut a_refs), &params);
+    sep.prepare(input.sample_rate as f32, DEFAULT_BLOCK, n_ch)?;
+    let frames = input.frames();
+    let out = Render::default().run_with(&mut sep, &input.channels, &mut SeparatorParams::default(), |block, _, _| {
         if let Some(bar) = bar {
-            bar.inc(len.min(input.frames().saturating_sub(start)) as u64);
+            // Input frames only, not the flush: the bar may span several files.
+            bar.inc((block.end.min(frames) - (block.end - block.len).min(frames)) as u64);
         }
-        start += len;
-    }
-    for c in vocals.channels.iter_mut().chain(accompaniment.channels.iter_mut()) {
-        c.drain(..latency);
-    }
+    });
+    let audio = |channels| Audio { sample_rate: input.sample_rate, channels };
+    let (vocals, accompaniment) = (audio(out.vocals), audio(out.accompaniment));
     Ok(Stems { vocals, accompaniment })
 }
 

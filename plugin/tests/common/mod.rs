@@ -111,67 +111,11 @@ impl Noise {
     }
 }
 
-/// A sung-vowel-like signal: 20 harmonics of a 220 Hz fundamental with 5.5 Hz vibrato, shaped
-/// by three formants, phrased into 4 Hz syllables. Mono, peak around 0.3.
-pub fn voice(sample_rate: f32, len: usize) -> Vec<f32> {
-    let formants = [(700.0f32, 130.0f32), (1220.0, 70.0), (2600.0, 160.0)];
-    let mut phase = 0.0f32;
-    (0..len)
-        .map(|n| {
-            let t = n as f32 / sample_rate;
-            let f0 = 220.0 * (1.0 + 0.03 * (2.0 * std::f32::consts::PI * 5.5 * t).sin());
-            phase = (phase + f0 / sample_rate).fract();
-            let mut s = 0.0;
-            for h in 1..=20 {
-                let f = f0 * h as f32;
-                if f > sample_rate * 0.45 {
-                    break;
-                }
-                let amp: f32 =
-                    formants.iter().map(|&(fc, bw)| 1.0 / (1.0 + ((f - fc) / bw).powi(2))).sum::<f32>() / h as f32;
-                s += amp * (2.0 * std::f32::consts::PI * phase * h as f32).sin();
-            }
-            let syllable = 0.5 - 0.5 * (2.0 * std::f32::consts::PI * 4.0 * t).cos();
-            0.12 * s * (0.2 + 0.8 * syllable)
-        })
-        .collect()
-}
-
-/// Drums, bass and chords: a kick every 0.5 s, noise hi-hats on the off-beats, a 55 Hz bass
-/// and a sustained minor triad. Stereo (hi-hats and chords slightly panned), peak around 0.5.
-pub fn instruments(sample_rate: f32, len: usize) -> [Vec<f32>; 2] {
-    let mut noise = Noise::new(7);
-    let mut l = Vec::with_capacity(len);
-    let mut r = Vec::with_capacity(len);
-    let two_pi = 2.0 * std::f32::consts::PI;
-    for n in 0..len {
-        let t = n as f32 / sample_rate;
-        let beat = t % 0.5;
-        let kick = (two_pi * (50.0 * beat + 40.0 * (1.0 - (-beat * 30.0).exp()) / 30.0 * 3.0)).sin()
-            * (-beat * 12.0).exp()
-            * 0.35;
-        let off = (t + 0.25) % 0.5;
-        let hat = noise.next() * (-off * 60.0).exp() * 0.08;
-        let bass = (0..4).map(|k| (two_pi * 55.0 * (k + 1) as f32 * t).sin() / (k + 1) as f32).sum::<f32>() * 0.08;
-        let chord = [261.63f32, 311.13, 392.0]
-            .iter()
-            .map(|f| (two_pi * f * t).sin() + 0.3 * (two_pi * 2.0 * f * t).sin())
-            .sum::<f32>()
-            * 0.03;
-        l.push(kick + bass + 0.7 * hat + 1.2 * chord);
-        r.push(kick + bass + 1.3 * hat + 0.8 * chord);
-    }
-    [l, r]
-}
-
-/// Voice (centred) plus instruments, stereo.
+/// Stereo synthetic music (the engine's generator): a voice slightly off centre over drums,
+/// bass and chords; peak around 0.8.
 pub fn mixture(sample_rate: f32, len: usize) -> [Vec<f32>; 2] {
-    let v = voice(sample_rate, len);
-    let [mut l, mut r] = instruments(sample_rate, len);
-    for i in 0..len {
-        l[i] += v[i];
-        r[i] += v[i];
-    }
+    let [l, r]: [Vec<f32>; 2] =
+        isola_engine::synth::track(sample_rate as u32, len, 0).mixture().try_into().expect("a stereo track");
     [l, r]
 }
 
@@ -194,11 +138,6 @@ pub fn engine_main_output(input: &[Vec<f32>], sample_rate: f64, block: usize) ->
     let mut sep = isola_engine::Separator::new(isola_engine::RtMaskNet::new(&w).unwrap());
     sep.prepare(sample_rate as f32, block, input.len()).unwrap();
     let params = isola_engine::SeparatorParams { output: isola_engine::OutputMode::Vocals, ..Default::default() };
-    let mut main = input.to_vec();
-    for at in (0..input[0].len()).step_by(block) {
-        let n = block.min(input[0].len() - at);
-        let mut chans: Vec<&mut [f32]> = main.iter_mut().map(|c| &mut c[at..at + n]).collect();
-        sep.process(&mut chans, None, None, &params);
-    }
-    main
+    let render = isola_engine::render::Render { blocks: &[block], stem_channels: None, align: false };
+    render.run(&mut sep, input, &params).main
 }
