@@ -1,8 +1,11 @@
 //! Isola: real-time vocal isolation as a CLAP and VST3 plugin.
 //!
-//! This file is host glue only: layouts, lifecycle and the process callback. Parameters and the
-//! persisted weights path live in [`params`], weights loading and the model hand-over in
-//! [`model`], per-sample helpers in [`dsp`]. The separation itself is `isola_engine`.
+//! This file is host glue only: layouts, lifecycle and the process callback, calling into one
+//! module per job. [`params`]: parameters and the persisted weights paths. [`weights`]: loading
+//! and naming weights (never the audio thread). [`handover`]: the lock-free loader ↔ audio
+//! thread model hand-over. [`inference`]: which network runs where (in-thread, worker,
+//! pass-through), set up in `activate()`. [`telemetry`]: audio → GUI data. [`dsp`]: per-sample
+//! helpers. [`editor`]: the GUI. The separation itself is `isola_engine`.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -11,14 +14,18 @@ use nice_plug::prelude::*;
 
 pub mod dsp;
 pub mod editor;
-pub mod model;
+pub mod handover;
+pub mod inference;
 pub mod params;
+pub mod telemetry;
+pub mod weights;
 
-use editor::telemetry::{Taps, Telemetry};
+use handover::{Loader, ModelSlot, PollAction};
+use inference::{Mode, Prepared};
 use isola_engine::config::supports_sample_rate;
-use isola_engine::worker::{Worker, WorkerConfig, preferred_device};
-use model::{LoadError, Loader, ModelSlot, PollAction, WorkerStatus};
-use params::{IsolaParams, MAX_WORKER_BUDGET, Quality};
+use isola_engine::worker::Worker;
+use params::IsolaParams;
+use telemetry::{Taps, Telemetry};
 
 /// Names of the two auxiliary outputs, in port order.
 pub const AUX_OUTPUT_NAMES: [&str; 2] = ["Vocals", "Accompaniment"];
@@ -30,24 +37,6 @@ pub enum Task {
     LoadWeights,
     /// Drop models the audio thread retired.
     DropRetired,
-}
-
-/// The buffer geometry a separator was prepared for.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Prepared {
-    sample_rate: f32,
-    max_block: usize,
-    channels: usize,
-}
-
-/// The inference setup the running separator was activated with; a change needs a restart
-/// (it changes the latency).
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Mode {
-    quality: Quality,
-    budget_hops: usize,
-    /// `worker_weights_path` generation the worker was started with.
-    worker_generation: u64,
 }
 
 pub struct Isola {
@@ -69,7 +58,7 @@ pub struct Isola {
 impl Default for Isola {
     fn default() -> Self {
         let params = Arc::new(IsolaParams::default());
-        let (loader, slot) = model::channel(params.clone());
+        let (loader, slot) = handover::channel(params.clone());
         let taps = Taps::new(Arc::default());
         Self {
             params,
@@ -92,149 +81,15 @@ impl Isola {
     }
 
     /// What the audio thread publishes for the editor (meters, spectrogram frames, load).
+    /// Any thread but the audio thread (clones an `Arc`).
     pub fn telemetry(&self) -> Arc<Telemetry> {
         self.taps.shared().clone()
     }
 
     /// Latency of the prepared separator in samples (0 before the first activation).
+    /// Main thread, after `activate()` (and tests).
     pub fn latency_samples(&self) -> usize {
         self.slot.sep.as_ref().map_or(0, |s| s.latency_samples())
-    }
-
-    /// Makes sure a separator for `want` runs the chosen weights. Called from `activate()`
-    /// (never the audio thread): all loading and allocation happens here. An unreadable custom
-    /// file keeps the previous model (or the embedded default) and records the error.
-    fn ensure_separator(&mut self, want: Prepared) -> Result<(), model::LoadError> {
-        let (path, generation) = self.params.weights_path.snapshot();
-        // Served from here on, whatever the outcome: do not retry a failing file every block.
-        self.slot.set_requested_generation(generation);
-
-        let running_path = self.slot.info.as_ref().map(|i| i.path.clone());
-        let mut new_info = None;
-        if running_path.as_ref() != Some(&path) {
-            match model::load_weights(path.as_deref()) {
-                Ok(info) => new_info = Some(info),
-                Err(e) => self.loader.set_error(e),
-            }
-        }
-        if new_info.is_none() && self.prepared == Some(want) && self.slot.sep.is_some() {
-            return Ok(()); // Same model, same geometry: keep the running separator.
-        }
-
-        // The requested model, else the running one, else (parsed only if needed) the default.
-        let current = self.slot.info.as_deref().cloned();
-        let fallback = std::iter::once_with(|| model::load_weights(None).ok());
-        let candidates = [new_info, current].into_iter().chain(fallback).flatten();
-        let mut last_err = model::LoadError("no usable weights".into());
-        for info in candidates {
-            match model::build_separator(&info, want.sample_rate, want.max_block, want.channels) {
-                Ok(sep) => {
-                    self.loader.set_ok(info.name.clone(), Some(model::ModelSummary::of(&info)));
-                    self.slot.install(sep, info);
-                    self.prepared = Some(want);
-                    return Ok(());
-                }
-                Err(e) => {
-                    self.loader.set_error(e.clone());
-                    last_err = e;
-                }
-            }
-        }
-        Err(last_err)
-    }
-
-    /// Activation at a sample rate the engine does not run at: no separator, no worker; the
-    /// audio passes through unchanged with latency 0 and silent stems, and the editor says why.
-    /// Called from `activate()` (never the audio thread): drops the separator here.
-    fn pass_through(&mut self, sample_rate: f32) {
-        if let Some(old) = self.worker.take() {
-            old.stop();
-        }
-        // Keeps `slot.info`: the next activation at a supported rate rebuilds from it.
-        self.slot.sep = None;
-        self.prepared = None;
-        self.mode = None;
-        self.loader.set_worker(None);
-        // The engine's own wording of the supported range.
-        let why = isola_engine::EngineError::SampleRate(sample_rate);
-        self.loader
-            .set_passthrough(Some(format!("{why}: passing audio through unprocessed (latency 0, stems silent)")));
-    }
-
-    /// The mode the parameters ask for. Audio thread safe (atomic loads).
-    fn wanted_mode(&self) -> Mode {
-        Mode {
-            quality: self.params.quality.value(),
-            budget_hops: self.params.worker_budget.value().clamp(1, MAX_WORKER_BUDGET) as usize,
-            worker_generation: self.params.worker_weights_path.generation(),
-        }
-    }
-
-    /// Whether the parameters ask for another inference setup than the running one.
-    /// Audio thread: atomic loads only.
-    fn mode_changed(&self) -> bool {
-        let (Some(now), want) = (self.mode, self.wanted_mode()) else { return false };
-        now.quality != want.quality
-            || (want.quality == Quality::Worker
-                && (now.budget_hops != want.budget_hops || now.worker_generation != want.worker_generation))
-    }
-
-    /// Stops any running worker, starts one for Quality = Worker and (re)prepares the separator
-    /// for the resulting latency. Called from `activate()` (never the audio thread): loads the
-    /// worker weights, spawns the thread and allocates. A worker that cannot start (bad file,
-    /// another STFT grid, no device) leaves the light network alone and reports why.
-    fn setup_worker(&mut self, want: Prepared) -> Result<(), LoadError> {
-        if let Some(old) = self.worker.take() {
-            old.stop(); // joins: the thread only sleeps between frames
-        }
-        let mode = self.wanted_mode();
-        self.mode = Some(mode);
-        let mut status = None;
-        let mut link = None;
-        if mode.quality == Quality::Worker {
-            let (path, _) = self.params.worker_weights_path.snapshot();
-            let mut st = WorkerStatus { budget_hops: mode.budget_hops, ..Default::default() };
-            let started =
-                self.slot.info.as_deref().ok_or_else(|| LoadError("no light model".into())).and_then(|light| {
-                    let info = model::load_worker_weights(path.as_deref())?;
-                    model::worker_fits(light, &info)?;
-                    let (device, device_name) = preferred_device();
-                    // One candle thread: the worker shares the machine with the host and its plugins.
-                    let config = WorkerConfig { budget_hops: mode.budget_hops, threads: 1, device };
-                    let (worker, l) = Worker::spawn(&info.weights, config)
-                        .map_err(|e| LoadError(format!("cannot start the worker ('{}'): {e}", info.name)))?;
-                    Ok((worker, l, info.name, device_name))
-                });
-            match started {
-                Ok((worker, l, name, device)) => {
-                    (st.model, st.device) = (name, device);
-                    self.worker = Some(worker);
-                    link = Some(l);
-                }
-                Err(e) => st.error = Some(e.0),
-            }
-            status = Some(st);
-        }
-        let Some(sep) = self.slot.sep.as_mut() else { return Err(LoadError("no separator".into())) };
-        if let Err(e) = sep.set_worker(link) {
-            // `worker_fits` checked the grid already; keep running on the light network.
-            self.worker = None;
-            let _ = sep.set_worker(None);
-            if let Some(st) = status.as_mut() {
-                st.error = Some(e.to_string());
-            }
-        }
-        // The worker's deadline changes the latency: every buffer is resized here.
-        let prepared = sep.prepare(want.sample_rate, want.max_block, want.channels);
-        if let (Some(st), true) = (status.as_mut(), self.worker.is_some()) {
-            st.added_latency = mode.budget_hops * sep.hop();
-        }
-        self.loader.set_worker(status);
-        prepared.map_err(|e| {
-            let e = LoadError(format!("cannot prepare the separator: {e}"));
-            self.loader.set_error(e.clone());
-            e
-        })
     }
 }
 
@@ -343,9 +198,7 @@ impl Plugin for Isola {
     /// Main thread. Stops the worker thread (the separator falls back to the light network
     /// if the host processes anyway); the next `activate()` starts a new one.
     fn deactivate(&mut self) {
-        if let Some(worker) = self.worker.take() {
-            worker.stop();
-        }
+        self.stop_worker();
         self.loader.drop_retired();
     }
 

@@ -16,8 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use isola_engine::rt::SeparatorParams;
-use isola_plugin::editor::{self, telemetry::Taps, telemetry::Telemetry};
-use isola_plugin::{model, params::IsolaParams};
+use isola_plugin::editor;
+use isola_plugin::inference::build_separator;
+use isola_plugin::params::IsolaParams;
+use isola_plugin::telemetry::{Taps, Telemetry};
+use isola_plugin::{handover, weights};
 use nice_plug::context::gui::GuiContext;
 use nice_plug::editor::EditorHandle;
 use nice_plug::prelude::*;
@@ -168,35 +171,11 @@ impl nice_plug_egui::NiceEguiApp for ClosableEditor {
     }
 }
 
-/// Synthetic "song": a sung-like harmonic voice with vibrato and syllables over bass, a pad
-/// chord and hi-hat noise. Deterministic.
-fn music(n: usize, noise: &mut u32) -> f32 {
-    let t = n as f32 / RATE;
-    let tau = std::f32::consts::TAU;
-    let f0 = 220.0 * (1.0 + 0.5 * ((t * 0.5).fract())) * (1.0 + 0.01 * (tau * 5.5 * t).sin());
-    let syllable = ((tau * 2.0 * t).sin() * 0.5 + 0.5).powf(0.5);
-    let voice: f32 = (1..=14)
-        .map(|k| {
-            let fk = f0 * k as f32;
-            let formant = (-((fk - 700.0) / 400.0).powi(2)).exp() + 0.6 * (-((fk - 2500.0) / 500.0).powi(2)).exp();
-            (0.15 + formant) / k as f32 * (tau * fk * t).sin()
-        })
-        .sum::<f32>()
-        * syllable
-        * 0.12;
-    let bass = 0.15 * (tau * 55.0 * t).sin().signum() * 0.5;
-    let pad = [261.6f32, 329.6, 392.0].iter().map(|f| (tau * f * t).sin()).sum::<f32>() * 0.03;
-    *noise = noise.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-    let white = (*noise >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0;
-    let hat = white * 0.08 * (-(t * 8.0).fract() * 30.0).exp();
-    voice + bass + pad + hat
-}
-
 /// Opens the editor in its own top-level window (no parent) at `zoom`, driven by baseview's
 /// event loop on its own thread. Returns the thread and the flag that closes the window.
 fn open_editor(
     params: &Arc<IsolaParams>,
-    loader: &Arc<model::Loader>,
+    loader: &Arc<handover::Loader>,
     telemetry: &Arc<Telemetry>,
     zoom: f32,
 ) -> (std::thread::JoinHandle<()>, Arc<AtomicBool>) {
@@ -257,10 +236,10 @@ fn editor_renders_and_the_spectrogram_moves() {
 
     // The plugin's pieces, wired as in `Isola`: params, loader, separator, taps.
     let params = Arc::new(IsolaParams::default());
-    let (loader, mut slot) = model::channel(params.clone());
-    let info = model::load_weights(None).unwrap();
-    loader.set_ok(info.name.clone(), Some(model::ModelSummary::of(&info)));
-    slot.install(model::build_separator(&info, RATE, BLOCK, 2).unwrap(), info);
+    let (loader, mut slot) = handover::channel(params.clone());
+    let info = weights::load_weights(None).unwrap();
+    loader.set_ok(info.name.clone(), Some(weights::ModelSummary::of(&info)));
+    slot.install(build_separator(&info, RATE, BLOCK, 2).unwrap(), info);
     let telemetry = Arc::new(Telemetry::default());
     let mut taps = Taps::new(telemetry.clone());
     taps.prepare(slot.sep.as_deref().unwrap(), RATE);
@@ -271,7 +250,9 @@ fn editor_renders_and_the_spectrogram_moves() {
         let stop = stop.clone();
         let mut sep = slot.sep.take().unwrap();
         std::thread::spawn(move || {
-            let (mut n, mut noise) = (0usize, 1u32);
+            // 20 s of the engine's synthetic music, looped.
+            let song = isola_engine::synth::track(RATE as u32, 20 * RATE as usize, 3).mixture();
+            let mut n = 0usize;
             let sp = SeparatorParams::default();
             let mut bufs = vec![vec![0.0f32; BLOCK]; 6];
             let t0 = Instant::now();
@@ -279,8 +260,8 @@ fn editor_renders_and_the_spectrogram_moves() {
                 let started = Instant::now();
                 let [l, r, v0, v1, a0, a1] = &mut bufs[..] else { unreachable!() };
                 for (i, (l, r)) in l.iter_mut().zip(r.iter_mut()).enumerate() {
-                    *l = music(n + i, &mut noise);
-                    *r = *l;
+                    let at = (n + i) % song[0].len();
+                    (*l, *r) = (song[0][at], song[1][at]);
                 }
                 n += BLOCK;
                 let mut main: [&mut [f32]; 2] = [l, r];

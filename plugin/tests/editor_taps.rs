@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use isola_engine::rt::SeparatorParams;
-use isola_plugin::editor::telemetry::{STEMS, Taps, Telemetry, WorkerView};
-use isola_plugin::model;
+use isola_plugin::inference::build_separator;
+use isola_plugin::telemetry::{STEMS, Taps, Telemetry, WorkerView};
+use isola_plugin::weights::load_weights;
 
 const RATE: f32 = 48_000.0;
 const BLOCK: usize = 256;
@@ -72,8 +73,8 @@ fn publishing_never_allocates_with_the_editor_consuming_or_closed() {
         return;
     }
     assert_guard_is_armed();
-    let info = model::load_weights(None).unwrap();
-    let mut sep = model::build_separator(&info, RATE, BLOCK, 2).unwrap();
+    let info = load_weights(None).unwrap();
+    let mut sep = build_separator(&info, RATE, BLOCK, 2).unwrap();
     let telemetry = Arc::new(Telemetry::default());
     let mut taps = Taps::new(telemetry.clone());
     taps.prepare(&sep, RATE);

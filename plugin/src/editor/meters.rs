@@ -2,7 +2,7 @@
 
 use egui::{Color32, Rect, Sense, Ui, pos2, vec2};
 
-use super::telemetry::{MeterReading, STEMS, Telemetry};
+use crate::telemetry::{MeterReading, STEMS, Telemetry};
 
 const MIN_DB: f32 = -60.0;
 const MAX_DB: f32 = 6.0;
@@ -18,7 +18,7 @@ pub struct Meters {
 }
 
 impl Meters {
-    /// Reads new values; `dt` is the time since the last update.
+    /// Reads new values; `dt` is the time since the last update. GUI thread.
     pub fn update(&mut self, telemetry: &Telemetry, dt: f32) {
         for i in 0..STEMS.len() {
             let MeterReading { peak, rms } = telemetry.meter(i);
@@ -37,6 +37,7 @@ impl Meters {
         }
     }
 
+    /// Draws one row per stem. GUI thread.
     pub fn show(&self, ui: &mut Ui, width: f32) {
         let row_h = ui.text_style_height(&egui::TextStyle::Body) * 1.2;
         for (i, name) in STEMS.iter().enumerate() {

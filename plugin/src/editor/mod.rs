@@ -2,7 +2,7 @@
 //! and weights loading.
 //!
 //! Everything here runs on the GUI thread. It reads the audio thread's output through
-//! [`telemetry::Telemetry`] (lock-free on the audio side) and the loader's status; parameters
+//! [`Telemetry`] (lock-free on the audio side) and the loader's status; parameters
 //! change through nice-plug's `ParamSetter` so hosts record automation.
 
 use std::sync::Arc;
@@ -17,12 +17,11 @@ use nice_plug_egui::{EguiEditor, EguiEditorState, EguiNiceSettings, Frame, NiceE
 pub mod meters;
 pub mod spectrogram;
 pub mod status;
-pub mod telemetry;
 pub mod weights_picker;
 
-use crate::model::Loader;
+use crate::handover::Loader;
 use crate::params::IsolaParams;
-use telemetry::Telemetry;
+use crate::telemetry::Telemetry;
 
 /// Default window size in logical pixels; the window is resizable down to `MIN_SIZE`.
 pub const DEFAULT_SIZE: (u32, u32) = (860, 800);
@@ -31,6 +30,7 @@ const MIN_SIZE: (f32, f32) = (560.0, 480.0);
 /// UI scale choices offered in the header (on top of the host's scale factor).
 const ZOOMS: [f32; 5] = [1.0, 1.25, 1.5, 1.75, 2.0];
 
+/// The editor's initial window state, persisted by nice-plug. Main thread (plugin creation).
 pub fn default_state() -> Arc<EguiEditorState> {
     let size = nice_plug::editor::dpi::LogicalSize::new(DEFAULT_SIZE.0 as f64, DEFAULT_SIZE.1 as f64);
     EguiEditorState::from_size(size, 1.0)
@@ -48,7 +48,7 @@ pub fn create(
 }
 
 /// Wraps any app (the Isola editor, or a test harness around it) with Isola's window settings
-/// and lets the audio thread's telemetry trigger repaints.
+/// and lets the audio thread's telemetry trigger repaints. Main thread.
 pub fn create_for<A: NiceEguiApp>(state: Arc<EguiEditorState>, telemetry: &Telemetry, app: A) -> Option<EguiEditor<A>> {
     let notifier = telemetry.repaint_notifier();
     let settings = EguiNiceSettings::new().with_tile("Isola").with_resize_hint(
@@ -72,6 +72,7 @@ pub struct IsolaEditor {
 }
 
 impl IsolaEditor {
+    /// The editor's state, before its window opens. Main thread.
     pub fn new(params: Arc<IsolaParams>, loader: Arc<Loader>, telemetry: Arc<Telemetry>) -> Self {
         Self {
             params,

@@ -6,7 +6,7 @@
 
 use egui::{Color32, ColorImage, Pos2, Rect, Sense, TextureHandle, TextureOptions, Ui, Vec2, pos2, vec2};
 
-use super::telemetry::Geometry;
+use crate::telemetry::Geometry;
 
 /// History length in frames (~2.2 s at 48 kHz with a 256-sample hop).
 pub const COLUMNS: usize = 400;
@@ -44,7 +44,7 @@ impl Default for Spectrogram {
 }
 
 impl Spectrogram {
-    /// Adapts the row mapping to the frame shape (new sample rate or model).
+    /// Adapts the row mapping to the frame shape (new sample rate or model). GUI thread.
     pub fn set_geometry(&mut self, g: Geometry) {
         if g == self.geometry {
             return;
@@ -56,7 +56,7 @@ impl Spectrogram {
         self.dirty = true;
     }
 
-    /// Appends one frame as a column.
+    /// Appends one frame as a column. GUI thread.
     pub fn push(&mut self, mags: &[f32], mask: &[f32]) {
         if self.rows.len() != ROWS {
             return;
@@ -77,7 +77,7 @@ impl Spectrogram {
         self.dirty = true;
     }
 
-    /// Draws into a `size` rectangle with a frequency scale.
+    /// Draws into a `size` rectangle with a frequency scale. GUI thread.
     pub fn show(&mut self, ui: &mut Ui, size: Vec2) {
         let (rect, _) = ui.allocate_exact_size(size, Sense::hover());
         if self.dirty || self.texture.is_none() {

@@ -2,8 +2,8 @@
 
 use egui::{Color32, Grid, Ui};
 
-use super::telemetry::{LoadReading, Telemetry, WorkerView};
-use crate::model::LoadStatus;
+use crate::handover::LoadStatus;
+use crate::telemetry::{LoadReading, Telemetry, WorkerView};
 
 /// Window over which the CPU peak is held, seconds.
 const PEAK_WINDOW_S: f32 = 2.0;
@@ -16,6 +16,8 @@ pub struct Status {
 }
 
 impl Status {
+    /// Reads the CPU load and updates the peak hold; `dt` is the time since the last update.
+    /// GUI thread.
     pub fn update(&mut self, telemetry: &Telemetry, dt: f32) {
         let now = telemetry.load();
         let (held, age) = &mut self.peak_hold;
@@ -27,6 +29,7 @@ impl Status {
         self.load = now;
     }
 
+    /// Draws the status grid. GUI thread.
     pub fn show(&self, ui: &mut Ui, telemetry: &Telemetry, model: &LoadStatus) {
         Grid::new("isola-status").num_columns(2).spacing([12.0, 4.0]).show(ui, |ui| {
             let (latency, rate) = telemetry.latency();

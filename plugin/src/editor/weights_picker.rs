@@ -1,6 +1,6 @@
 //! "Load weights…": a path field, a native file dialog where one is installed (zenity or
 //! kdialog, run on its own thread so the GUI keeps drawing), and the loader's last error shown
-//! inline. A failed load keeps the running model (see `model.rs`). GUI thread only.
+//! inline. A failed load keeps the running model (see `handover.rs`). GUI thread only.
 
 use std::process::Command;
 use std::sync::mpsc::{Receiver, channel};
@@ -44,7 +44,7 @@ fn dialog_command() -> Option<Command> {
 
 impl WeightsPicker {
     /// `label` names the network ("Weights", "Worker weights"), `error` is its last loading
-    /// problem.
+    /// problem. GUI thread.
     pub fn show(&mut self, ui: &mut Ui, label: &str, weights: &WeightsPath, error: Option<&str>) {
         if !self.seeded {
             self.path = weights.get().unwrap_or_default();

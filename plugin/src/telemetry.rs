@@ -114,15 +114,19 @@ impl Telemetry {
     }
 
     /// Load average and the peak since the previous call (which resets it).
+    /// Any thread but the audio thread.
     pub fn load(&self) -> LoadReading {
         LoadReading { average: self.load_avg.load(), peak: self.load_peak.take() }
     }
 
     /// Latency in samples and the sample rate it applies to (0 before activation).
+    /// Any thread but the audio thread.
     pub fn latency(&self) -> (u32, f32) {
         (self.latency_samples.load(Ordering::Relaxed), self.sample_rate.load())
     }
 
+    /// What the worker does and how many of its masks missed their deadline.
+    /// Any thread but the audio thread.
     pub fn worker(&self) -> (WorkerView, u64) {
         let view = match self.worker.load(Ordering::Relaxed) {
             1 => WorkerView::Running,
@@ -134,6 +138,7 @@ impl Telemetry {
     }
 
     /// Spectrogram frames written and frames dropped because the ring was full.
+    /// Any thread but the audio thread.
     pub fn frame_counts(&self) -> (u64, u64) {
         (self.frames_published.load(Ordering::Relaxed), self.frames_dropped.load(Ordering::Relaxed))
     }
@@ -161,6 +166,7 @@ impl Telemetry {
     }
 
     /// The flag the editor polls for repaints; set whenever a spectrogram frame arrives.
+    /// Main thread, when the editor is created (clones an `Arc`).
     pub fn repaint_notifier(&self) -> RepaintNotifier {
         self.repaint.clone()
     }
@@ -178,12 +184,16 @@ pub struct Taps {
 }
 
 impl Taps {
+    /// The audio thread's end of `shared`, frame ring unsized until [`Taps::prepare`]. Created
+    /// with the plugin instance, never on the audio thread.
     pub fn new(shared: Arc<Telemetry>) -> Self {
         // Cloning the notifier clones an `Arc`: done here so `publish` never does.
         let repaint = shared.repaint.clone();
         Self { shared, producer: None, repaint, bins: 0, last_frame: 0, mean_square: [0.0; 3], load_avg: 0.0 }
     }
 
+    /// The GUI-facing side, for handing to an editor. Any thread (cloning it is off the audio
+    /// thread's path).
     pub fn shared(&self) -> &Arc<Telemetry> {
         &self.shared
     }

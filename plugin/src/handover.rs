@@ -1,5 +1,5 @@
-//! Weights loading (never on the audio thread) and the lock-free hand-over of models between the
-//! loader and the audio thread.
+//! The lock-free hand-over of models between the loader (background executor) and the audio
+//! thread.
 //!
 //! Flow: a new weights path (state restore, or the future editor) bumps
 //! [`WeightsPath::generation`](crate::params::WeightsPath). The audio thread notices it in
@@ -11,28 +11,18 @@
 //! object goes back through the `retired` queue and is dropped by the background executor. An
 //! invalid file changes nothing but the error message in [`LoadStatus`].
 
-use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use isola_engine::embedded;
 use isola_engine::rt::{RtMaskNet, Separator};
-use isola_engine::weights::{Weights, WeightsError};
 use rtrb::{Consumer, Producer, RingBuffer};
 
 use crate::params::WeightsPath;
+use crate::weights::{LoadError, ModelInfo, ModelSummary, build_net, load_weights};
 
 /// Capacity of the loader -> audio thread queue: one load in flight plus one superseding it.
 const READY_CAPACITY: usize = 4;
 /// Capacity of the audio thread -> dropper queue: a net, its info and a stale load at once.
 const RETIRED_CAPACITY: usize = 16;
-
-/// Where a model came from; `None` path = embedded default.
-#[derive(Clone)]
-pub struct ModelInfo {
-    pub path: Option<String>,
-    pub name: String,
-    pub weights: Arc<Weights>,
-}
 
 /// A model built off the audio thread, waiting to be swapped in.
 pub struct ReadyModel {
@@ -50,18 +40,6 @@ pub enum Retired {
     Ready(Box<ReadyModel>),
     Info(Box<ModelInfo>),
 }
-
-/// A readable loading error.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LoadError(pub String);
-
-impl fmt::Display for LoadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for LoadError {}
 
 /// What a GUI (or a test) shows about the model.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -90,124 +68,6 @@ pub struct WorkerStatus {
     pub budget_hops: usize,
     pub added_latency: usize,
     pub error: Option<String>,
-}
-
-/// What the editor shows about a model (from its weights metadata).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ModelSummary {
-    /// Rate the model was trained at (Hz).
-    pub sample_rate: u32,
-    pub datasets: Vec<String>,
-    /// Median validation vocals SDR in dB, if measured.
-    pub validation_sdr_db: Option<f32>,
-    pub notes: String,
-}
-
-impl ModelSummary {
-    pub fn of(info: &ModelInfo) -> Self {
-        let meta = &info.weights.meta;
-        Self {
-            sample_rate: meta.stft.sample_rate,
-            datasets: dataset_names(&meta.provenance.datasets),
-            validation_sdr_db: meta.provenance.validation_sdr_db,
-            notes: meta.provenance.notes.clone(),
-        }
-    }
-}
-
-/// Loads weights from a path or the embedded default. Allocates and does IO: never call it on
-/// the audio thread.
-pub fn load_weights(path: Option<&str>) -> Result<ModelInfo, LoadError> {
-    load_from(path, embedded::light)
-}
-
-/// Loads worker weights from a path or the embedded default worker weights. Not for the
-/// audio thread.
-pub fn load_worker_weights(path: Option<&str>) -> Result<ModelInfo, LoadError> {
-    load_from(path, embedded::worker)
-}
-
-fn load_from(path: Option<&str>, embedded: fn() -> Result<Weights, WeightsError>) -> Result<ModelInfo, LoadError> {
-    let weights = match path {
-        None => embedded().map_err(|e| LoadError(format!("embedded default weights are invalid: {e}")))?,
-        Some(p) => Weights::load(p).map_err(|e| LoadError(format!("cannot load weights '{p}': {e}")))?,
-    };
-    let name = display_name(&weights.meta.provenance.name, path);
-    Ok(ModelInfo { path: path.map(str::to_owned), name, weights: Arc::new(weights) })
-}
-
-/// How the editor and the log name a model: its metadata name and where it came from, each
-/// once (`Isola light (default), embedded`; `My model, /path/to/file.safetensors`; a file
-/// without a name is its path).
-pub fn display_name(meta_name: &str, path: Option<&str>) -> String {
-    match (meta_name.trim(), path) {
-        ("", None) => "embedded default".to_owned(),
-        ("", Some(p)) => p.to_owned(),
-        (name, None) => format!("{name}, embedded"),
-        (name, Some(p)) => format!("{name}, {p}"),
-    }
-}
-
-/// A weights file's data-set entries as people name them. The trainer records its `--data`
-/// arguments (`DIR`, `vocals:DIR`, `instrumental:DIR`); the folder name says more than a
-/// relative path (`../isola-split/vocals` → `vocals (isolated vocals)`). Plain names pass
-/// through unchanged.
-pub fn dataset_names(datasets: &[String]) -> Vec<String> {
-    datasets
-        .iter()
-        .map(|d| {
-            let (role, path) = match d.split_once(':') {
-                Some(("vocals", p)) => (Some("isolated vocals"), p),
-                Some(("instrumental", p)) => (Some("instrumentals"), p),
-                _ => (None, d.as_str()),
-            };
-            let name = std::path::Path::new(path.trim_end_matches(['/', '\\']))
-                .file_name()
-                .map_or_else(|| path.to_owned(), |n| n.to_string_lossy().into_owned());
-            match role {
-                Some(role) => format!("{name} ({role})"),
-                None => name,
-            }
-        })
-        .collect()
-}
-
-/// Builds the real-time network for loaded weights. Allocates: never on the audio thread.
-pub fn build_net(info: &ModelInfo) -> Result<Box<RtMaskNet>, LoadError> {
-    RtMaskNet::new(&info.weights)
-        .map(Box::new)
-        .map_err(|e| LoadError(format!("weights '{}' do not fit the engine: {e}", info.name)))
-}
-
-/// Builds and prepares a separator. Allocates: only from `activate()` or a background thread.
-pub fn build_separator(
-    info: &ModelInfo,
-    sample_rate: f32,
-    max_block: usize,
-    channels: usize,
-) -> Result<Box<Separator>, LoadError> {
-    let net = build_net(info)?;
-    let mut sep = Box::new(Separator::new(*net));
-    sep.prepare(sample_rate, max_block, channels).map_err(|e| {
-        LoadError(format!("cannot run '{}' at {sample_rate} Hz, {channels} channel(s): {e}", info.name))
-    })?;
-    Ok(sep)
-}
-
-/// Whether `worker` can run beside the light model `light`: the worker's masks replace the
-/// light ones frame by frame, so both need the same STFT grid, bins and lookahead.
-pub fn worker_fits(light: &ModelInfo, worker: &ModelInfo) -> Result<(), LoadError> {
-    let grid = |i: &ModelInfo| i.weights.meta.model.frame_grid(&i.weights.meta.stft);
-    if grid(light) != grid(worker) {
-        return Err(LoadError(format!(
-            "worker weights '{}' ({}) do not match the light model '{}' ({}): running the light network only",
-            worker.name,
-            grid(worker),
-            light.name,
-            grid(light)
-        )));
-    }
-    Ok(())
 }
 
 /// The loader's side, shared with the background executor (and a future editor).
@@ -258,10 +118,13 @@ impl Loader {
         }
     }
 
+    /// A copy of the current status. Any thread but the audio thread (locks, clones).
     pub fn status(&self) -> LoadStatus {
         self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Records a successfully loaded model and clears the last error. Background executor or
+    /// `activate()`, never the audio thread (locks).
     pub fn set_ok(&self, active: String, summary: Option<ModelSummary>) {
         let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
         s.active = active;
@@ -270,6 +133,7 @@ impl Loader {
     }
 
     /// Records why the plugin passes audio through (`None`: separating). Logged once.
+    /// Called from `activate()`, never the audio thread (locks, logs).
     pub fn set_passthrough(&self, reason: Option<String>) {
         if let Some(r) = &reason {
             nice_plug::nice_warn!("Isola: {r}");
@@ -277,6 +141,8 @@ impl Loader {
         self.status.lock().unwrap_or_else(|e| e.into_inner()).passthrough = reason;
     }
 
+    /// Records the worker as set up by the last activation, logging its error if any.
+    /// Called from `activate()`, never the audio thread (locks, logs).
     pub fn set_worker(&self, worker: Option<WorkerStatus>) {
         if let Some(e) = worker.as_ref().and_then(|w| w.error.as_ref()) {
             nice_plug::nice_error!("Isola: {e}");
@@ -284,6 +150,8 @@ impl Loader {
         self.status.lock().unwrap_or_else(|e| e.into_inner()).worker = worker;
     }
 
+    /// Records and logs a loading error; the running model stays. Background executor or
+    /// `activate()`, never the audio thread (locks, logs).
     pub fn set_error(&self, e: LoadError) {
         nice_plug::nice_error!("Isola: {e}");
         self.status.lock().unwrap_or_else(|e| e.into_inner()).last_error = Some(e.to_string());
@@ -346,6 +214,7 @@ pub fn channel(params: Arc<crate::params::IsolaParams>) -> (Arc<Loader>, ModelSl
 
 impl ModelSlot {
     /// Marks `generation` as served (called by `activate()` after a synchronous load).
+    /// Main thread (`activate()`), never the audio thread.
     pub fn set_requested_generation(&mut self, generation: u64) {
         self.requested_generation = generation;
     }
@@ -444,6 +313,7 @@ impl ModelSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inference::build_separator;
     use crate::params::IsolaParams;
     use isola_engine::weights::random_weights;
     use isola_engine::{ModelConfig, StftConfig};
@@ -474,45 +344,6 @@ mod tests {
             out.extend_from_slice(&v[0]);
         }
         out
-    }
-
-    #[test]
-    fn unreadable_weights_give_readable_errors() {
-        let missing = load_weights(Some("/definitely/not/here.safetensors")).err().unwrap();
-        assert!(missing.0.contains("cannot load weights '/definitely/not/here.safetensors'"), "{missing}");
-        let dir = temp_dir("errors");
-        let bad = dir.join("bad.safetensors");
-        std::fs::write(&bad, b"garbage").unwrap();
-        let err = load_weights(Some(bad.to_str().unwrap())).err().unwrap();
-        assert!(err.0.starts_with("cannot load weights"), "{err}");
-        assert!(err.0.len() > "cannot load weights ''".len() + bad.to_str().unwrap().len());
-        let default = load_weights(None).unwrap();
-        assert_eq!(default.name, "Isola light (default), embedded");
-        assert!(default.path.is_none());
-        let _ = std::fs::remove_dir_all(dir);
-    }
-
-    #[test]
-    fn model_and_data_set_names_read_as_names() {
-        assert_eq!(display_name("", None), "embedded default");
-        assert_eq!(display_name(" ", Some("/w/x.safetensors")), "/w/x.safetensors");
-        assert_eq!(display_name("Mine", Some("/w/x.safetensors")), "Mine, /w/x.safetensors");
-        let default = load_weights(None).unwrap();
-        let worker = load_worker_weights(None).unwrap();
-        assert_eq!(worker.name, "Isola worker (default), embedded");
-        for info in [&default, &worker] {
-            assert_eq!(info.name.matches("default").count(), 1, "{}", info.name);
-            let summary = ModelSummary::of(info);
-            assert!(!summary.datasets.is_empty());
-            for d in &summary.datasets {
-                assert!(!d.contains("..") && !d.contains('/') && !d.contains(':'), "{d:?} is a path, not a name");
-            }
-        }
-        let trainer_args = ["../split/tracks", "vocals:../split/vocals/", "instrumental:/data/music", "MUSDB18-HQ"];
-        assert_eq!(
-            dataset_names(&trainer_args.map(String::from)),
-            ["tracks", "vocals (isolated vocals)", "music (instrumentals)", "MUSDB18-HQ"]
-        );
     }
 
     #[test]
