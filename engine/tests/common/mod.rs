@@ -1,7 +1,7 @@
 //! Test weights and the engine's synthetic music (tests never read real data).
 #![allow(dead_code)]
 
-use isola_engine::config::{ModelConfig, StftConfig};
+use isola_engine::config::{ModelConfig, StftConfig, tensor_names as names};
 use isola_engine::synth;
 use isola_engine::weights::{Weights, random_weights};
 
@@ -32,9 +32,9 @@ pub fn constant_mask_weights(bias: f32) -> Weights {
     let model = ModelConfig::light(&stft);
     let mut tensors = random_weights(model, stft, 1).tensors().clone();
     for (name, t) in tensors.iter_mut() {
-        let keep = name == "input_scale" || name == "input_mean";
+        let keep = name == names::INPUT_SCALE || name == names::INPUT_MEAN;
         if !keep {
-            t.data.fill(if name == "fc3.bias" { bias } else { 0.0 });
+            t.data.fill(if *name == names::linear(names::FC3, names::BIAS) { bias } else { 0.0 });
         }
     }
     Weights::new(model, stft, Default::default(), tensors).unwrap()
