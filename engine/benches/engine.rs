@@ -186,7 +186,7 @@ fn main() {
         "worker model (hidden {}, {} parameters), candle CPU 1 thread: {step_fps:.0} frames/s (real time at 48 kHz needs {:.0})",
         heavy.meta.model.hidden,
         heavy.meta.model.param_count(),
-        RATE / 280.0
+        RATE / stft.for_rate(f64::from(RATE)).hop as f32
     );
     for budget in [1, 2, 4] {
         let (hits, misses) = worker_miss_rate(&b.weights, &heavy, 10.0, budget);

@@ -180,6 +180,12 @@ pub fn drums(rate: u32, len: usize, seed: u64, bpm: f64) -> Vec<f32> {
     out.into_iter().map(|x| x as f32).collect()
 }
 
+/// `len` samples of deterministic white noise, uniform in [-1, 1) (xorshift64; any seed).
+pub fn white_noise(len: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len).map(|_| white(&mut state) as f32).collect()
+}
+
 /// Deterministic white noise in [-1, 1) from a xorshift state.
 fn white(state: &mut u64) -> f64 {
     *state ^= *state << 13;

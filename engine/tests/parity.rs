@@ -7,22 +7,14 @@ use isola_engine::config::ModelConfig;
 use isola_engine::model;
 use isola_engine::rt::RtMaskNet;
 use isola_engine::rt::math::Kernels;
+use isola_engine::synth::white_noise;
 use isola_engine::weights::random_weights;
 
 const FRAMES: usize = 240;
 
 /// Log-uniform magnitudes between -100 dB and 0 dB, like real spectra.
 fn random_mags(frames: usize, features: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..frames * features)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            let u = (s >> 40) as f32 / (1u64 << 24) as f32;
-            10f32.powf(-5.0 * u)
-        })
-        .collect()
+    white_noise(frames * features, seed).into_iter().map(|x| 10f32.powf(-5.0 * (0.5 * x + 0.5))).collect()
 }
 
 /// Largest element-wise |a − b| / max(|b|, 1e-2): relative error, with a floor so that

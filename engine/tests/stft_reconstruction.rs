@@ -3,6 +3,7 @@
 
 use isola_engine::config::{StftConfig, Window};
 use isola_engine::rt::StreamingStft;
+use isola_engine::synth::white_noise;
 use proptest::prelude::*;
 
 /// Streams `signal` through in blocks cycling over `blocks`; returns the output.
@@ -34,18 +35,6 @@ fn max_delay_error(input: &[Vec<f32>], output: &[Vec<f32>], latency: usize) -> f
     err
 }
 
-fn noise(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -66,7 +55,7 @@ proptest! {
         let mut stft = StreamingStft::new(&config, channels);
         prop_assert_eq!(stft.latency_samples(), fft_size - 1);
         let len = 3 * fft_size + 5000;
-        let signal: Vec<Vec<f32>> = (0..channels).map(|c| noise(len, seed.wrapping_add(c as u64))).collect();
+        let signal: Vec<Vec<f32>> = (0..channels).map(|c| white_noise(len, seed.wrapping_add(c as u64))).collect();
         let out = stream(&mut stft, &signal, &blocks);
         let err = max_delay_error(&signal, &out, stft.latency_samples());
         prop_assert!(err <= 1e-5, "max abs error {} (fft {}, hop {}, blocks {:?})", err, fft_size, hop, blocks);
@@ -77,7 +66,7 @@ proptest! {
 fn off_by_one_latency_would_be_caught() {
     let config = StftConfig { fft_size: 1024, hop: 256, ..StftConfig::default() };
     let mut stft = StreamingStft::new(&config, 1);
-    let signal = vec![noise(8192, 7)];
+    let signal = vec![white_noise(8192, 7)];
     let out = stream(&mut stft, &signal, &[1, 100, 4096]);
     let latency = stft.latency_samples();
     assert!(max_delay_error(&signal, &out, latency) <= 1e-5);

@@ -324,26 +324,13 @@ mod tests {
         d
     }
 
-    /// Processes `blocks` blocks of a test tone through the slot's separator.
+    /// Processes `blocks` blocks of a test tone through the slot's separator; returns the
+    /// left vocal stem.
     fn run(slot: &mut ModelSlot, blocks: usize) -> Vec<f32> {
-        let mut out = Vec::new();
-        let params = isola_engine::rt::SeparatorParams::default();
-        for b in 0..blocks {
-            let mut l: Vec<f32> = (0..256).map(|i| ((b * 256 + i) as f32 * 0.05).sin() * 0.3).collect();
-            let mut r = l.clone();
-            let mut v = [vec![0.0; 256], vec![0.0; 256]];
-            let mut a = [vec![0.0; 256], vec![0.0; 256]];
-            {
-                let mut main: [&mut [f32]; 2] = [&mut l, &mut r];
-                let (v0, v1) = v.split_at_mut(1);
-                let mut vs: [&mut [f32]; 2] = [&mut v0[0], &mut v1[0]];
-                let (a0, a1) = a.split_at_mut(1);
-                let mut accs: [&mut [f32]; 2] = [&mut a0[0], &mut a1[0]];
-                slot.sep.as_mut().unwrap().process(&mut main, Some(&mut vs), Some(&mut accs), &params);
-            }
-            out.extend_from_slice(&v[0]);
-        }
-        out
+        let tone: Vec<f32> = (0..blocks * 256).map(|n| (n as f32 * 0.05).sin() * 0.3).collect();
+        let render = isola_engine::render::Render { blocks: &[256], stem_channels: Some(2), align: false };
+        let sep = slot.sep.as_mut().unwrap();
+        render.run(sep, &[tone.clone(), tone], &isola_engine::rt::SeparatorParams::default()).vocals.swap_remove(0)
     }
 
     #[test]

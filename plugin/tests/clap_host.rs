@@ -278,7 +278,7 @@ fn corrupt_or_foreign_state_restores_defaults_without_crashing() {
     // Garbage that is not a state at all: nice-plug rejects it before any plugin code runs
     // (load returns false, the host keeps its copy); parameters stay valid, nothing crashes,
     // and the plugin keeps working.
-    let mut rng = Noise::new(3);
+    let noise = isola_engine::synth::white_noise(4096, 3);
     let garbage: Vec<Vec<u8>> = vec![
         vec![],
         vec![1, 2, 3],
@@ -290,7 +290,7 @@ fn corrupt_or_foreign_state_restores_defaults_without_crashing() {
             b.extend_from_slice(b"{}");
             b
         },
-        (0..4096).map(|_| (rng.next() * 127.0 + 128.0) as u8).collect(),
+        noise.iter().map(|x| (x * 127.0 + 128.0) as u8).collect(),
     ];
     changed(&mut p);
     let before = p.all_values();

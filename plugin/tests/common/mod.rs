@@ -96,21 +96,6 @@ fn make_bundle(kind: &str) -> PathBuf {
     dest
 }
 
-/// Deterministic xorshift noise in [-1, 1).
-pub struct Noise(u64);
-
-impl Noise {
-    pub fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    pub fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-}
-
 /// Stereo synthetic music (the engine's generator): a voice slightly off centre over drums,
 /// bass and chords; peak around 0.8.
 pub fn mixture(sample_rate: f32, len: usize) -> [Vec<f32>; 2] {
