@@ -12,6 +12,15 @@ pub const LIGHT_BYTES: &[u8] = include_bytes!("../../assets/weights/default.safe
 /// grid as the light default.
 pub const WORKER_BYTES: &[u8] = include_bytes!("../../assets/weights/worker.safetensors");
 
+/// The word that names the built-in weights where a weights file is expected (`isola train
+/// --init default`, `--worker-weights default`).
+pub const BUILT_IN: &str = "default";
+
+/// Whether a weights argument names the built-in weights ([`BUILT_IN`]) rather than a file.
+pub fn is_built_in(spec: &std::path::Path) -> bool {
+    spec.as_os_str() == BUILT_IN
+}
+
 /// Parses and validates [`LIGHT_BYTES`]. Any thread but the audio thread (allocates).
 pub fn light() -> Result<Weights, WeightsError> {
     Weights::from_bytes(LIGHT_BYTES)

@@ -188,7 +188,10 @@ pub fn to_bytes<'t, N: AsRef<str>>(
         let view = safetensors::tensor::TensorView::new(Dtype::F32, t.shape.clone(), bytes).map_err(|_| bad())?;
         views.push((name.as_str(), view));
     }
-    safetensors::serialize(views, Some(metadata.clone())).map_err(|e| FormatError::Container(e.to_string()))
+    // No metadata at all when there is none: safetensors cannot read back an empty
+    // `__metadata__` object it wrote.
+    let metadata = Some(metadata.clone()).filter(|m| !m.is_empty());
+    safetensors::serialize(views, metadata).map_err(|e| FormatError::Container(e.to_string()))
 }
 
 /// Writes `metadata` and `tensors` to `path` atomically (see [`write_bytes_atomic`]).
@@ -271,6 +274,14 @@ mod tests {
         assert_eq!((file.metadata(), file.tensors().unwrap()), (&meta, tensors));
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "temp file renamed away");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_empty_file_round_trips() {
+        let none: [(&str, &Tensor); 0] = [];
+        let bytes = to_bytes(&HashMap::new(), none).unwrap();
+        let file = TensorFile::parse(&bytes).unwrap();
+        assert!(file.metadata().is_empty() && file.tensors().unwrap().is_empty());
     }
 
     #[test]
