@@ -4,8 +4,9 @@
 //! ([`crate::train::checkpoint`]), builds [`Weights`] from its model tensors (validated
 //! against the run's model and STFT config exactly as loading a file is), attaches
 //! [`Provenance`] (name, data sets, steps, the validation SDR measured on exactly these
-//! weights, git commit, notes), writes the file atomically
-//! ([`isola_engine::tensor_file::write_atomic`]) and reads it back as the plugin will.
+//! weights, git commit, notes; a fine-tuned model's notes name the weights it started
+//! from), writes the file atomically ([`isola_engine::tensor_file::write_atomic`]) and
+//! reads it back as the plugin will.
 //! The command line only parses its arguments and calls [`export`].
 
 use std::collections::HashMap;
@@ -50,6 +51,7 @@ pub fn export(checkpoint: &Path, out: &Path, options: &ExportOptions) -> anyhow:
 /// as in the checkpoint), its model/STFT config and [`Provenance`]: `options`' name,
 /// notes and commit, the run's data sets (training then validation), its step count,
 /// and the last validation SDR (dB) only when it was measured at the checkpoint's step.
+/// A fine-tuning run's notes end with `fine-tuned from <init>` (explicit notes too).
 ///
 /// Errors: a tensor that cannot be read from its device, or
 /// [`isola_engine::WeightsError`] when the tensors do not fit the config.
@@ -70,18 +72,26 @@ pub fn weights_from_checkpoint(ck: &Checkpoint, options: &ExportOptions) -> anyh
         // Only an SDR measured on exactly these weights.
         validation_sdr_db: state.last_val_sdr.filter(|_| state.last_val_step == state.step).map(|s| s as f32),
         git_commit: options.git_commit.clone(),
-        notes: options.notes.clone().unwrap_or_else(|| {
-            format!(
-                "isola train: seed {}, batch {} x {} s, lr {}, {} of {} epochs{}",
-                c.seed,
-                c.batch_size,
-                c.chunk_seconds,
-                c.lr,
-                state.epoch,
-                c.epochs,
-                if state.finished { ", finished" } else { "" }
-            )
-        }),
+        notes: {
+            let notes = options.notes.clone().unwrap_or_else(|| {
+                format!(
+                    "isola train: seed {}, batch {} x {} s, lr {}, {} of {} epochs{}",
+                    c.seed,
+                    c.batch_size,
+                    c.chunk_seconds,
+                    c.lr,
+                    state.epoch,
+                    c.epochs,
+                    if state.finished { ", finished" } else { "" }
+                )
+            });
+            // A fine-tuned model always says what it was fine-tuned from (`steps` and
+            // `datasets` count the fine-tuning only).
+            match &state.fine_tuned_from {
+                Some(from) => format!("{notes}; fine-tuned from {from}"),
+                None => notes,
+            }
+        },
     };
     Ok(Weights::new(c.model(), c.stft, provenance, tensors)?)
 }

@@ -1,7 +1,8 @@
 //! Training end to end on a synthetic data set written at test time:
 //! learning happens, a killed run resumes to exactly the uninterrupted
-//! result, and exported weights compute in the real-time engine what the
-//! checkpoint computes in candle.
+//! result, exported weights compute in the real-time engine what the
+//! checkpoint computes in candle, and fine-tuning (`--init`) starts exactly at its
+//! init weights.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,11 +11,14 @@ use std::time::{Duration, Instant};
 
 use isola_engine::candle_core::{DType, Device, Tensor};
 use isola_engine::candle_nn::VarBuilder;
+use isola_engine::config::tensor_names;
 use isola_engine::model::MaskNet;
 use isola_engine::{RtMaskNet, Weights};
 use isola_trainer::audio::wav::write_wav;
+use isola_trainer::export::ExportOptions;
 use isola_trainer::synth;
-use isola_trainer::train::checkpoint;
+use isola_trainer::train::Trainer;
+use isola_trainer::train::checkpoint::{self, InitWeights, Start};
 use isola_trainer::train::config::TrainConfig;
 use isola_trainer::train::log;
 
@@ -217,4 +221,231 @@ fn tempfile_dir(tag: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+// ---- Fine-tuning (`isola train --init`) ----
+
+/// Bitwise equality of two sets of weights, every tensor.
+fn assert_same_tensors(a: &Weights, b: &Weights, what: &str) {
+    assert_eq!(a.tensors().len(), b.tensors().len(), "{what}: tensor count");
+    for (name, t) in a.tensors() {
+        let u = &b.tensors()[name];
+        assert_eq!(t.shape, u.shape, "{what}: {name} shape");
+        let same = t.data.iter().zip(&u.data).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "{what}: {name} differs");
+    }
+}
+
+/// The candle model's logits for the same synthetic mixture under `weights`.
+fn logits(weights: &Weights) -> Vec<f32> {
+    let net = isola_engine::model::load(weights, &Device::Cpu).unwrap();
+    let (stft, frames) = (weights.meta.stft, 30);
+    let bins = stft.n_bins();
+    let t = synth::track(stft.sample_rate, 1.0, 4242);
+    let mags: Vec<Vec<f32>> = t
+        .vocals
+        .channels
+        .iter()
+        .zip(&t.accompaniment.channels)
+        .map(|(v, a)| {
+            let mix: Vec<f32> = v.iter().zip(a).map(|(v, a)| v + a).collect();
+            isola_engine::offline::magnitudes(&stft, &mix)[..frames * bins].to_vec()
+        })
+        .collect();
+    let input: Vec<f32> =
+        (0..frames).flat_map(|f| mags.iter().flat_map(move |m| &m[f * bins..(f + 1) * bins])).copied().collect();
+    let x = Tensor::from_vec(input, (1, frames, 2, bins), &Device::Cpu).unwrap();
+    net.forward_seq(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+fn isola(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_isola")).args(args).output().unwrap()
+}
+
+#[test]
+fn fine_tuning_from_exported_weights_starts_exactly_at_them_and_trains() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    dataset(&data);
+    // A base model: one epoch, exported as the plugin would get it.
+    let base = d.path().join("runs/base");
+    isola_trainer::train::run(config(&data, &base, 1), false, false, true).unwrap();
+    let base_rows = log::read(&base.join("log.csv")).unwrap();
+    let exported = d.path().join("base.safetensors");
+    let options = ExportOptions { name: "base".into(), ..Default::default() };
+    isola_trainer::export::export(&base.join("checkpoint.safetensors"), &exported, &options).unwrap();
+
+    let init = InitWeights::load(&exported).unwrap();
+    assert!(init.source.contains("base.safetensors") && init.source.contains("\"base\""), "{}", init.source);
+    // Another seed: other examples, another normalisation if it were measured.
+    let cfg = TrainConfig { seed: 99, ..config(&data, &d.path().join("runs/tuned"), 1) };
+
+    // Step 0 is the init model: every tensor, normalisation included, bit for bit, so the
+    // same masks.
+    let mut tr = Trainer::fine_tune(cfg.clone(), isola_trainer::train::load_data(&cfg, false).unwrap(), &init).unwrap();
+    assert_eq!(tr.state.step, 0);
+    let step0 = tr.weights(Default::default()).unwrap();
+    assert_same_tensors(&step0, &init.weights, "step 0 vs the init");
+    assert_eq!(logits(&step0), logits(&init.weights));
+    // Training moves the weights, never the normalisation.
+    for _ in 0..3 {
+        tr.step().unwrap();
+    }
+    let after = tr.weights(Default::default()).unwrap();
+    for name in [tensor_names::INPUT_MEAN, tensor_names::INPUT_SCALE] {
+        assert_eq!(after.tensor(name), init.weights.tensor(name), "{name} is kept");
+    }
+    assert_ne!(after.tensor("fc1.weight"), init.weights.tensor("fc1.weight"), "fc1 trains");
+    drop(tr);
+
+    // The whole run: fresh optimiser and step count, provenance recorded.
+    let state = isola_trainer::train::run(cfg.clone(), Start::from(init), false, true).unwrap();
+    assert_eq!(state.step, 20);
+    assert!(state.fine_tuned_from.as_deref().is_some_and(|f| f.contains("base.safetensors")));
+    let rows = log::read(&cfg.out.join("log.csv")).unwrap();
+    assert!(
+        rows[0].val_loss < base_rows[0].val_loss,
+        "the first epoch continues from the base ({} vs the base's first epoch {})",
+        rows[0].val_loss,
+        base_rows[0].val_loss
+    );
+    let tuned = d.path().join("tuned.safetensors");
+    let w = isola_trainer::export::export(&cfg.out.join("best.safetensors"), &tuned, &options).unwrap();
+    assert!(w.meta.provenance.notes.contains("fine-tuned from"), "{}", w.meta.provenance.notes);
+    assert!(w.meta.provenance.notes.contains("base.safetensors"), "{}", w.meta.provenance.notes);
+    let explicit = ExportOptions { notes: Some("my songs".into()), ..options };
+    let w = isola_trainer::export::export(&cfg.out.join("best.safetensors"), &tuned, &explicit).unwrap();
+    assert!(w.meta.provenance.notes.starts_with("my songs; fine-tuned from "), "{}", w.meta.provenance.notes);
+
+    // A run folder with a checkpoint is not overwritten by a second --init run.
+    let again = InitWeights::load(&exported).unwrap();
+    let err = isola_trainer::train::run(cfg, Start::from(again), false, true).unwrap_err();
+    assert!(err.to_string().contains("--resume"), "{err:#}");
+}
+
+#[test]
+fn fine_tuning_from_a_checkpoint_takes_its_model_only() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    dataset(&data);
+    let base = d.path().join("runs/base");
+    isola_trainer::train::run(config(&data, &base, 1), false, false, true).unwrap();
+    let ck_path = base.join("checkpoint.safetensors");
+    let ck = checkpoint::load(&ck_path, &Device::Cpu).unwrap();
+    assert_eq!(ck.state.step, 20);
+
+    let init = InitWeights::load(&ck_path).unwrap();
+    assert!(init.source.ends_with("checkpoint.safetensors (checkpoint at step 20)"), "{}", init.source);
+    for (name, t) in &ck.model {
+        assert_eq!(init.weights.tensor(name).data, t.flatten_all().unwrap().to_vec1::<f32>().unwrap(), "{name}");
+    }
+    let cfg = config(&data, &d.path().join("runs/tuned"), 1);
+    let tr = Trainer::fine_tune(cfg.clone(), isola_trainer::train::load_data(&cfg, false).unwrap(), &init).unwrap();
+    assert_eq!((tr.state.step, tr.state.epoch, tr.state.best_val_sdr), (0, 0, None), "fresh state");
+    assert_same_tensors(&tr.weights(Default::default()).unwrap(), &init.weights, "step 0 vs the checkpoint");
+    drop(tr);
+    // The step count starts at 0 (the checkpoint's 20 steps are not continued).
+    let state = isola_trainer::train::run(cfg.clone(), Start::from(init), false, true).unwrap();
+    assert_eq!((state.step, state.epoch), (20, 1));
+    let tuned = checkpoint::load(&cfg.out.join("checkpoint.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(tuned.state.fine_tuned_from, state.fine_tuned_from, "kept in the checkpoint for --resume and export");
+}
+
+#[test]
+fn init_mismatch_names_every_difference_and_unset_settings_are_adopted() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    dataset(&data);
+    // Init weights on the test grid (8 kHz, 256/64, hidden 32, 2 GRU layers).
+    let grid = config(&data, &d.path().join("unused"), 1);
+    let init_path = d.path().join("init.safetensors");
+    isola_engine::weights::random_weights(grid.model(), grid.stft, 3).save(&init_path).unwrap();
+    let init = InitWeights::load(&init_path).unwrap();
+
+    let mut cfg = config(&data, &d.path().join("runs/mismatch"), 1);
+    (cfg.stft.fft_size, cfg.stft.hop, cfg.hidden) = (512, 128, 16);
+    let err = isola_trainer::train::run(cfg.clone(), Start::from(init), false, true).unwrap_err().to_string();
+    for part in [
+        init_path.to_str().unwrap(),
+        "stft fft_size 256 vs the run's 512",
+        "stft hop 64 vs the run's 128",
+        "hidden 32 vs the run's 16",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from: {err}");
+    }
+    assert!(!err.contains("gru_layers") && !err.contains("sample_rate"), "only the differences: {err}");
+    assert!(!cfg.out.join("checkpoint.safetensors").exists());
+
+    // The command line: a config file that sets the model must match...
+    let cfg_path = d.path().join("mismatch.toml");
+    write_config(&cfg, &cfg_path);
+    let o = isola(&["train", "-q", "--config", cfg_path.to_str().unwrap(), "--init", init_path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(stderr.contains("hidden 32 vs the run's 16") && stderr.contains("stft fft_size 256"), "{stderr}");
+    // ...settings it leaves out are the weights' (here: all of them, no config file).
+    let out = d.path().join("runs/adopted");
+    #[rustfmt::skip]
+    let o = isola(&[
+        "train", "-q", "--init", init_path.to_str().unwrap(), "--data", data.to_str().unwrap(),
+        "--out", out.to_str().unwrap(), "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "2",
+        "--chunk-seconds", "1",
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("from --init: stft 8000 Hz 256/64"), "{stdout}");
+    assert!(stdout.contains("from --init: hidden 32 (instead of 128)"), "{stdout}");
+    let ck = checkpoint::load(&out.join("checkpoint.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!((ck.config.model(), ck.config.stft), (grid.model(), grid.stft));
+
+    // Neither weights nor a checkpoint: named as such.
+    let junk = d.path().join("junk.safetensors");
+    let x = isola_engine::weights::Tensor { shape: vec![2], data: vec![1.0, 2.0] };
+    let meta = HashMap::from([("producer".to_string(), "someone else".to_string())]);
+    isola_engine::tensor_file::write_atomic(&junk, &meta, [("x", &x)]).unwrap();
+    let err = format!("{:#}", InitWeights::load(&junk).unwrap_err());
+    assert!(err.contains("junk.safetensors") && err.contains("neither Isola weights"), "{err}");
+    let err = format!("{:#}", InitWeights::load(&d.path().join("missing.safetensors")).unwrap_err());
+    assert!(err.contains("missing.safetensors"), "{err}");
+}
+
+#[test]
+fn init_default_fits_the_default_config_and_the_musicians_command_runs() {
+    // `isola train --init default` without any model settings: the defaults are the
+    // built-in weights' model.
+    let init = InitWeights::load(Path::new("default")).unwrap();
+    init.check(&TrainConfig::default()).unwrap();
+    assert_eq!(init.weights.meta.model, TrainConfig::default().model());
+    assert_eq!(init.weights.meta.stft, TrainConfig::default().stft);
+    assert!(init.adopt(&mut TrainConfig::default(), &[]).is_empty(), "nothing to adopt");
+    assert!(init.source.starts_with("built-in default"), "{}", init.source);
+
+    // The musician's folder: songs as vocals + accompaniment, no split folders (two are
+    // held out for validation by the seed). A tiny run: one step.
+    let d = tempfile::tempdir().unwrap();
+    let songs = d.path().join("mysongs");
+    for k in 0..4u64 {
+        let t = synth::track(44_100, 2.0, 500 + k);
+        write_wav(&songs.join(format!("song{k}/vocals.wav")), &t.vocals).unwrap();
+        write_wav(&songs.join(format!("song{k}/accompaniment.wav")), &t.accompaniment).unwrap();
+    }
+    let out = d.path().join("runs/mine");
+    let (songs_s, out_s) = (songs.to_str().unwrap(), out.to_str().unwrap());
+    #[rustfmt::skip]
+    let o = isola(&[
+        "train", "-q", "--init", "default", "--data", songs_s, "--out", out_s,
+        "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "1", "--chunk-seconds", "0.5",
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!stdout.contains("from --init"), "the defaults already match: {stdout}");
+    let ck = checkpoint::load(&out.join("checkpoint.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(ck.state.step, 1);
+    assert!(ck.state.fine_tuned_from.as_deref().is_some_and(|f| f.starts_with("built-in default")));
+
+    // --resume wins over --init: the run's checkpoint holds the fine-tuned model.
+    let o = isola(&["train", "-q", "--resume", "--init", "default", "--out", out_s]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("--init default is ignored") && stdout.contains("already finished"), "{stdout}");
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::train::checkpoint::{InitWeights, MODEL_KEYS, Start};
 use crate::train::config::TrainConfig;
 
 #[derive(Debug, Args)]
@@ -20,9 +21,17 @@ pub struct TrainArgs {
     /// Run folder.
     #[arg(long, short, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Continue the run in --out from its checkpoint (its saved config is used).
+    /// Continue the run in --out from its checkpoint (its saved config is used). Wins over
+    /// --init: the checkpoint already holds the fine-tuned model, so --init is ignored.
     #[arg(long)]
     pub resume: bool,
+    /// Fine-tune: start from these weights instead of random ones. An exported weights file,
+    /// a run's checkpoint.safetensors or best.safetensors (its model only: fresh optimiser,
+    /// step 0), or `default` for the built-in weights. The weights' input normalisation is
+    /// kept. Model settings (stft, hidden, gru_layers, lookahead) that --config does not set
+    /// are taken from the weights; those it sets must match them.
+    #[arg(long, value_name = "WEIGHTS")]
+    pub init: Option<PathBuf>,
     /// Seed of initialisation and sampling (same seed, same run).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -66,6 +75,14 @@ pub(super) fn run(args: &TrainArgs) -> anyhow::Result<()> {
         Some(path) => TrainConfig::load(path)?,
         None => TrainConfig::default(),
     };
+    // Model settings the config file names: with --init, the others come from the weights.
+    let set_in_file: Vec<&str> = match &args.config {
+        Some(path) => {
+            let table: toml::Table = toml::from_str(&std::fs::read_to_string(path)?)?;
+            MODEL_KEYS.into_iter().filter(|k| table.contains_key(*k)).collect()
+        }
+        None => Vec::new(),
+    };
     if !args.data.is_empty() {
         cfg.data = args.data.clone();
     }
@@ -79,7 +96,27 @@ pub(super) fn run(args: &TrainArgs) -> anyhow::Result<()> {
     if args.cache.is_some() {
         cfg.cache = args.cache.clone();
     }
-    let state = crate::train::run(cfg, args.resume, args.skip_bad, args.quiet)?;
+    let start = match &args.init {
+        Some(path) if args.resume => {
+            // Without a checkpoint the run says that --resume needs one.
+            if crate::train::checkpoint_path(&cfg.out).exists() {
+                println!(
+                    "--resume: the run's checkpoint already holds the fine-tuned model; --init {} is ignored",
+                    path.display()
+                );
+            }
+            Start::Resume
+        }
+        Some(path) => {
+            let init = InitWeights::load(path)?;
+            for change in init.adopt(&mut cfg, &set_in_file) {
+                println!("from --init: {change}");
+            }
+            Start::from(init)
+        }
+        None => Start::from(args.resume),
+    };
+    let state = crate::train::run(cfg, start, args.skip_bad, args.quiet)?;
     println!(
         "done at step {}: best validation vocals SDR {} (step {})",
         state.step,

@@ -4,11 +4,17 @@
 //! [`isola_engine::tensor_file`] (the weights file's reader and atomic writer):
 //! a temp file, synced, then renamed over the old one, so a kill at any moment
 //! leaves either the previous or the new checkpoint, never a torn one.
+//!
+//! Also how a run starts ([`Start`]): fresh, resumed from its checkpoint, or fine-tuned
+//! from [`InitWeights`] (`isola train --init`: exported weights, another run's checkpoint
+//! or the built-in default).
 
 use std::collections::HashMap;
 use std::path::Path;
 
+use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
+use isola_engine::Weights;
 use isola_engine::tensor_file::{self, TensorFile, TensorFileError};
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +35,10 @@ pub struct TrainState {
     pub epochs_without_improvement: u64,
     /// Set when early stopping or the epoch budget ended the run.
     pub finished: bool,
+    /// The weights a fine-tuning run started from ([`InitWeights::source`]); `None` for a
+    /// run from random weights. Export records it in the weights' provenance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fine_tuned_from: Option<String>,
 }
 
 #[derive(Debug)]
@@ -100,8 +110,7 @@ pub fn load(path: &Path, device: &Device) -> anyhow::Result<Checkpoint> {
     let json = |key: &str| info.get(key).ok_or_else(|| bad(&format!("no {}", key.trim_start_matches("isola."))));
     let state: TrainState =
         serde_json::from_str(json("isola.state")?).map_err(|e| bad(&format!("invalid state: {e}")))?;
-    let config: TrainConfig =
-        serde_json::from_str(json("isola.config")?).map_err(|e| bad(&format!("invalid config: {e}")))?;
+    let config = config_from_json(json("isola.config")?).map_err(|e| bad(&format!("invalid config: {e}")))?;
     let tensors = match file.tensors() {
         Ok(t) => t,
         Err(TensorFileError::Format { problem, .. }) => return Err(bad(&problem.to_string())),
@@ -118,9 +127,184 @@ pub fn load(path: &Path, device: &Device) -> anyhow::Result<Checkpoint> {
     Ok(Checkpoint { config, state, model, optimizer })
 }
 
+/// How [`crate::train::run`] starts. `false` and `true` convert to [`Start::Fresh`] and
+/// [`Start::Resume`], [`InitWeights`] to [`Start::Init`].
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// Random weights (seeded), input normalisation measured on the data.
+    Fresh,
+    /// Continue the run in `out` from its checkpoint (its saved config wins).
+    Resume,
+    /// Fine-tune: start from these weights, normalisation included, with a fresh
+    /// optimiser at step 0. The run's model config must match them.
+    Init(Box<InitWeights>),
+}
+
+impl From<bool> for Start {
+    fn from(resume: bool) -> Self {
+        if resume { Start::Resume } else { Start::Fresh }
+    }
+}
+
+impl From<InitWeights> for Start {
+    fn from(init: InitWeights) -> Self {
+        Start::Init(Box::new(init))
+    }
+}
+
+/// The model settings of a [`TrainConfig`] that must match the weights a run starts from
+/// (the keys a config file may set).
+pub const MODEL_KEYS: [&str; 4] = ["stft", "hidden", "gru_layers", "lookahead"];
+
+/// Weights a fine-tuning run starts from (`isola train --init`), validated against the
+/// weights contract.
+#[derive(Debug, Clone)]
+pub struct InitWeights {
+    /// Where they came from, for messages and provenance: `built-in default "NAME"`,
+    /// `PATH ("NAME")` for a weights file, `PATH (checkpoint at step N)`.
+    pub source: String,
+    pub weights: Weights,
+}
+
+impl InitWeights {
+    /// Reads `spec`: the word [`isola_engine::embedded::BUILT_IN`] (the built-in light weights), an exported
+    /// weights file (validated as the plugin validates it) or a training checkpoint (its
+    /// model tensors only, validated against its own config).
+    ///
+    /// Errors name the file: unreadable, neither weights nor a checkpoint, or invalid.
+    pub fn load(spec: &Path) -> anyhow::Result<Self> {
+        if isola_engine::embedded::is_built_in(spec) {
+            let weights = isola_engine::embedded::light().context("built-in default weights")?;
+            let source = format!("built-in default {:?}", weights.meta.provenance.name);
+            return Ok(Self { source, weights });
+        }
+        let file = TensorFile::read(spec).with_context(|| "cannot read the --init weights")?;
+        if file.metadata().get(FORMAT_KEY).map(String::as_str) == Some(FORMAT_TAG) {
+            drop(file);
+            let ck = load(spec, &Device::Cpu)?;
+            let weights = crate::export::weights_from_checkpoint(&ck, &Default::default())
+                .with_context(|| format!("checkpoint {} does not make valid weights", spec.display()))?;
+            let source = format!("{} (checkpoint at step {})", spec.display(), ck.state.step);
+            return Ok(Self { source, weights });
+        }
+        let what = if file.metadata().contains_key("format") {
+            "invalid weights"
+        } else {
+            "neither Isola weights (isola export) nor a training checkpoint"
+        };
+        drop(file);
+        let weights = Weights::load(spec).with_context(|| format!("--init {}: {what}", spec.display()))?;
+        let name = &weights.meta.provenance.name;
+        let source =
+            if name.is_empty() { spec.display().to_string() } else { format!("{} ({name:?})", spec.display()) };
+        Ok(Self { source, weights })
+    }
+
+    /// Each model setting where `cfg` differs from these weights, as
+    /// `"hidden 256 vs the run's 128"` (the weights' value first).
+    pub fn mismatches(&self, cfg: &TrainConfig) -> Vec<String> {
+        let (m, s, run) = (&self.weights.meta.model, &self.weights.meta.stft, cfg.model());
+        let pairs = [
+            ("stft sample_rate", s.sample_rate.to_string(), cfg.stft.sample_rate.to_string()),
+            ("stft fft_size", s.fft_size.to_string(), cfg.stft.fft_size.to_string()),
+            ("stft hop", s.hop.to_string(), cfg.stft.hop.to_string()),
+            ("stft window", format!("{:?}", s.window), format!("{:?}", cfg.stft.window)),
+            ("hidden", m.hidden.to_string(), cfg.hidden.to_string()),
+            ("gru_layers", m.gru_layers.to_string(), cfg.gru_layers.to_string()),
+            ("lookahead", m.lookahead.to_string(), cfg.lookahead.to_string()),
+            ("channels", m.channels.to_string(), run.channels.to_string()),
+        ];
+        let mut out: Vec<String> =
+            pairs.iter().filter(|(_, i, r)| i != r).map(|(w, i, r)| format!("{w} {i} vs the run's {r}")).collect();
+        if out.is_empty() && *m != run {
+            // Anything else (a model field this check does not list yet).
+            out.push(format!("model {m:?} vs the run's {run:?}"));
+        }
+        out
+    }
+
+    /// Ok when the run's model and STFT are exactly these weights'; otherwise an error
+    /// naming the weights and every difference.
+    pub fn check(&self, cfg: &TrainConfig) -> anyhow::Result<()> {
+        let diffs = self.mismatches(cfg);
+        anyhow::ensure!(
+            diffs.is_empty(),
+            "init weights {}: {} (a fine-tuning run keeps the model it starts from: set these to the \
+             weights' values in the config, or leave them out to take the weights')",
+            self.source,
+            diffs.join("; ")
+        );
+        Ok(())
+    }
+
+    /// Sets every model setting of `cfg` ([`MODEL_KEYS`]) that is not in `keep` to these
+    /// weights' value, and returns what changed (`"hidden 256 (instead of 128)"`).
+    pub fn adopt(&self, cfg: &mut TrainConfig, keep: &[&str]) -> Vec<String> {
+        let (m, s) = (self.weights.meta.model, self.weights.meta.stft);
+        let before = cfg.clone();
+        let take = |key: &str| !keep.contains(&key);
+        if take("stft") {
+            cfg.stft = s;
+        }
+        if take("hidden") {
+            cfg.hidden = m.hidden;
+        }
+        if take("gru_layers") {
+            cfg.gru_layers = m.gru_layers;
+        }
+        if take("lookahead") {
+            cfg.lookahead = m.lookahead;
+        }
+        let mut changed = Vec::new();
+        let s0 = before.stft;
+        if cfg.stft != s0 {
+            changed.push(format!(
+                "stft {} Hz {}/{} {:?} (instead of {} Hz {}/{} {:?})",
+                s.sample_rate, s.fft_size, s.hop, s.window, s0.sample_rate, s0.fft_size, s0.hop, s0.window
+            ));
+        }
+        for (what, new, old) in [
+            ("hidden", cfg.hidden, before.hidden),
+            ("gru_layers", cfg.gru_layers, before.gru_layers),
+            ("lookahead", cfg.lookahead, before.lookahead),
+        ] {
+            if new != old {
+                changed.push(format!("{what} {new} (instead of {old})"));
+            }
+        }
+        changed
+    }
+}
+
+/// A checkpoint's config. Options added after the checkpoint was written take their
+/// defaults, except augmentations: a run that started without them resumes without them
+/// (their probabilities read as 0), so a resumed run trains as it began.
+fn config_from_json(text: &str) -> serde_json::Result<TrainConfig> {
+    let mut value: serde_json::Value = serde_json::from_str(text)?;
+    if let Some(map) = value.as_object_mut() {
+        for key in super::augment::PROBABILITY_KEYS {
+            map.entry(key).or_insert(serde_json::json!(0.0));
+        }
+    }
+    serde_json::from_value(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checkpoint_from_before_the_augmentations_resumes_without_them() {
+        let mut old = serde_json::to_value(TrainConfig::default()).unwrap();
+        for key in super::super::augment::PROBABILITY_KEYS {
+            old.as_object_mut().unwrap().remove(key);
+        }
+        let c = config_from_json(&old.to_string()).unwrap();
+        assert_eq!((c.eq_prob, c.reverb_prob, c.backing_prob), (0.0, 0.0, 0.0));
+        // A config that has them keeps them.
+        let now = config_from_json(&serde_json::to_string(&TrainConfig::default()).unwrap()).unwrap();
+        assert_eq!(now, TrainConfig::default());
+    }
 
     #[test]
     fn round_trip_and_no_temp_files() {
@@ -144,5 +328,31 @@ mod tests {
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1, "temp file renamed away");
         std::fs::write(&path, b"garbage").unwrap();
         assert!(load(&path, &dev).unwrap_err().to_string().contains("not an isola checkpoint"));
+    }
+
+    #[test]
+    fn init_mismatches_and_adoption() {
+        let init = InitWeights {
+            source: "w.safetensors".into(),
+            weights: isola_engine::weights::random_weights(
+                isola_engine::ModelConfig { hidden: 8, gru_layers: 1, lookahead: 2, ..TrainConfig::default().model() },
+                TrainConfig::default().stft,
+                1,
+            ),
+        };
+        let mut cfg = TrainConfig { lookahead: 2, ..TrainConfig::default() };
+        cfg.stft.window = isola_engine::config::Window::Hann;
+        assert_eq!(
+            init.mismatches(&cfg),
+            ["stft window SqrtHann vs the run's Hann", "hidden 8 vs the run's 128", "gru_layers 1 vs the run's 3"]
+        );
+        let changed = init.adopt(&mut cfg, &["stft", "lookahead"]);
+        assert_eq!(changed, ["hidden 8 (instead of 128)", "gru_layers 1 (instead of 3)"]);
+        assert_eq!(init.mismatches(&cfg), ["stft window SqrtHann vs the run's Hann"]);
+        init.adopt(&mut cfg, &[]);
+        init.check(&cfg).unwrap();
+        // Checkpoints from before fine-tuning existed still load.
+        let old: TrainState = serde_json::from_str(r#"{"step":3,"epoch":0,"best_val_sdr":null,"best_step":0,"last_val_sdr":null,"last_val_step":0,"epochs_without_improvement":0,"finished":false}"#).unwrap();
+        assert_eq!(old, TrainState { step: 3, ..Default::default() });
     }
 }

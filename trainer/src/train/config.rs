@@ -71,6 +71,47 @@ pub struct TrainConfig {
     /// ...except with this probability, so the model also learns silent vocals.
     pub silent_prob: f64,
 
+    // Mix augmentation (`augment.rs`), after gain and swap. Probabilities are per example
+    // (EQ, reverb and stereo placement: per stem, drawn separately for vocals and
+    // accompaniment); an op at probability 0 draws no random numbers, so turning one off
+    // gives exactly the examples a run without it would see.
+    /// Random EQ (RBJ-cookbook low shelf, high shelf, two peaks) of a stem.
+    pub eq_prob: f64,
+    /// Largest boost or cut of each EQ band, dB.
+    pub eq_db: f64,
+    /// Synthetic reverb of a stem (exponentially decaying noise, its own per stem and channel).
+    pub reverb_prob: f64,
+    /// Reverb decay time (RT60) range, seconds (log-uniform).
+    pub reverb_rt60_s: (f64, f64),
+    /// Level of the reverberant part relative to the dry stem, dB.
+    pub reverb_wet_db: (f64, f64),
+    /// Stereo placement of a stem: width (side gain), pan and a short one-channel delay.
+    pub stereo_prob: f64,
+    /// Side-signal gain range (0 = mono, 1 = unchanged).
+    pub stereo_width: (f64, f64),
+    /// Largest pan, 0-1 (1 = hard left/right), constant-power.
+    pub stereo_pan: f64,
+    /// Largest inter-channel delay, ms (Haas effect).
+    pub stereo_delay_ms: f64,
+    /// Mix-bus dynamics: a compressor or a tanh soft clipper on the mixture, carried into the
+    /// stems as the per-sample gain it applies to the mixture (half each).
+    pub dynamics_prob: f64,
+    /// Compressor threshold below the mixture's peak, dB.
+    pub compressor_depth_db: (f64, f64),
+    /// Compressor ratio range (log-uniform).
+    pub compressor_ratio: (f64, f64),
+    /// Soft-clipper drive above the mixture's peak, dB.
+    pub clip_drive_db: (f64, f64),
+    /// Band-limiting of the accompaniment (8th-order low-pass); the vocals keep their band.
+    pub band_limit_prob: f64,
+    /// Its cut-off range, Hz (log-uniform; at most 0.45 x the model rate).
+    pub band_limit_hz: (f64, f64),
+    /// A backing vocal derived from the lead (a detuned double or another pitch, delayed,
+    /// panned, quieter) added to the vocals.
+    pub backing_prob: f64,
+    /// Its level relative to the lead, dB.
+    pub backing_db: (f64, f64),
+
     /// Validation: fixed chunks for the loss, and at most this many seconds per track
     /// through the streaming engine for SDR.
     pub val_chunks: usize,
@@ -115,6 +156,23 @@ impl Default for TrainConfig {
             speed_percent: 0,
             silence_db: -50.0,
             silent_prob: 0.05,
+            eq_prob: 0.5,
+            eq_db: 6.0,
+            reverb_prob: 0.25,
+            reverb_rt60_s: (0.2, 1.2),
+            reverb_wet_db: (-20.0, -6.0),
+            stereo_prob: 0.25,
+            stereo_width: (0.5, 1.5),
+            stereo_pan: 0.5,
+            stereo_delay_ms: 15.0,
+            dynamics_prob: 0.25,
+            compressor_depth_db: (3.0, 15.0),
+            compressor_ratio: (2.0, 8.0),
+            clip_drive_db: (0.0, 9.0),
+            band_limit_prob: 0.1,
+            band_limit_hz: (3000.0, 16000.0),
+            backing_prob: 0.15,
+            backing_db: (-12.0, -4.0),
             val_chunks: 16,
             val_seconds: 30.0,
         }
@@ -169,6 +227,7 @@ impl TrainConfig {
         anyhow::ensure!(self.lr > 0.0 && self.grad_clip > 0.0, "lr and grad_clip must be positive");
         anyhow::ensure!(self.low_rate_weight >= 0.0, "low_rate_weight must be >= 0");
         anyhow::ensure!(self.loss_power > 0.0 && self.loss_power <= 2.0, "loss_power must be within (0, 2]");
+        super::augment::validate(self)?;
         Ok(())
     }
 }

@@ -8,6 +8,7 @@
 //! chunks, and vocals SDR of held-out tracks separated by the engine's
 //! streaming `Separator` with the current weights.
 
+pub mod augment;
 mod batch;
 pub mod checkpoint;
 pub mod config;

@@ -7,29 +7,42 @@ use anyhow::Context;
 use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::checkpoint::{self, TrainState};
+use super::checkpoint::{self, Start, TrainState};
 use super::config::TrainConfig;
 use super::log::{self, LogRow};
 use super::{Trainer, best_path, checkpoint_path, load_data};
 
-/// Runs (or resumes) training to the end of the epoch budget or early stop.
-pub fn run(cfg: TrainConfig, resume: bool, skip_bad: bool, quiet: bool) -> anyhow::Result<TrainState> {
+/// Runs a training to the end of the epoch budget or early stop, starting as `start` says:
+/// `false` / [`Start::Fresh`] a new run from random weights, `true` / [`Start::Resume`]
+/// the run in `cfg.out` from its checkpoint (its saved config wins), or
+/// [`Start::Init`] a fine-tuning run from given weights (fresh optimiser, step 0).
+///
+/// Errors, before any data is loaded: a new run whose folder already holds a checkpoint,
+/// `--resume` without one, an invalid config, or (fine-tuning) a model config that differs
+/// from the init weights', each difference named.
+pub fn run(cfg: TrainConfig, start: impl Into<Start>, skip_bad: bool, quiet: bool) -> anyhow::Result<TrainState> {
     std::fs::create_dir_all(&cfg.out).with_context(|| format!("cannot create {}", cfg.out.display()))?;
     let ck_path = checkpoint_path(&cfg.out);
-    let (cfg, ck) = if resume {
-        let ck = checkpoint::load(&ck_path, &Device::Cpu).with_context(|| "--resume needs the run's checkpoint")?;
-        // The run's own config wins; only where it lives may differ.
-        let out = cfg.out.clone();
-        let c = TrainConfig { out, ..ck.config.clone() };
-        (c, Some(ck))
-    } else {
-        anyhow::ensure!(
-            !ck_path.exists(),
-            "{} exists: pass --resume to continue that run, or choose another --out",
-            ck_path.display()
-        );
-        (cfg, None)
+    let (cfg, ck, init) = match start.into() {
+        Start::Resume => {
+            let ck = checkpoint::load(&ck_path, &Device::Cpu).with_context(|| "--resume needs the run's checkpoint")?;
+            // The run's own config wins; only where it lives may differ.
+            let out = cfg.out.clone();
+            let c = TrainConfig { out, ..ck.config.clone() };
+            (c, Some(ck), None)
+        }
+        start @ (Start::Fresh | Start::Init(_)) => {
+            anyhow::ensure!(
+                !ck_path.exists(),
+                "{} exists: pass --resume to continue that run, or choose another --out",
+                ck_path.display()
+            );
+            (cfg, None, if let Start::Init(init) = start { Some(init) } else { None })
+        }
     };
+    if let Some(init) = &init {
+        init.check(&cfg)?;
+    }
     cfg.validate()?;
     if ck.as_ref().is_some_and(|c| c.state.finished) {
         println!("run in {} already finished", cfg.out.display());
@@ -52,7 +65,23 @@ pub fn run(cfg: TrainConfig, resume: bool, skip_bad: bool, quiet: bool) -> anyho
             data.val_tracks.len()
         );
     }
-    let mut tr = Trainer::new(cfg, data, ck)?;
+    let mut tr = match &init {
+        Some(init) => Trainer::fine_tune(cfg, data, init)?,
+        None => Trainer::new(cfg, data, ck)?,
+    };
+    if !quiet {
+        if let Some(init) = &init {
+            // The baseline fine-tuning has to beat (best.safetensors is the best epoch).
+            println!(
+                "starting from {}: validation vocals SDR {:.2} dB before fine-tuning (mixture {:.2} dB)",
+                init.source,
+                tr.val_sdr()?,
+                tr.mixture_sdr()
+            );
+        } else if let Some(from) = tr.state.fine_tuned_from.as_deref() {
+            println!("resuming at step {}, fine-tuning from {from}", tr.state.step);
+        }
+    }
     let cfg = tr.cfg.clone();
     let spe = cfg.steps_per_epoch as u64;
     let total = cfg.total_steps() as u64;

@@ -11,7 +11,7 @@ use isola_engine::model::{MaskNet, weights_from_varmap};
 use isola_engine::{Provenance, Weights};
 
 use super::batch::{batch, loss, normalisation};
-use super::checkpoint::{self, TrainState};
+use super::checkpoint::{self, InitWeights, TrainState};
 use super::config::TrainConfig;
 use super::data::RunData;
 use super::optim::AdamW;
@@ -38,28 +38,62 @@ pub struct Trainer {
     mixture_sdr: f64,
 }
 
+/// Where a [`Trainer`]'s variables come from.
+enum Origin<'a> {
+    Random,
+    Checkpoint(&'a checkpoint::Checkpoint),
+    Init(&'a InitWeights),
+}
+
 impl Trainer {
     /// A fresh run (`resume = None`) or one continued from a checkpoint.
     pub fn new(cfg: TrainConfig, data: RunData, resume: Option<checkpoint::Checkpoint>) -> anyhow::Result<Self> {
+        match &resume {
+            Some(ck) => Self::build(cfg, data, Origin::Checkpoint(ck)),
+            None => Self::build(cfg, data, Origin::Random),
+        }
+    }
+
+    /// A fine-tuning run: every variable, the input normalisation included, is `init`'s, so
+    /// at step 0 the model computes exactly what `init` computes; the optimiser starts
+    /// fresh at step 0.
+    ///
+    /// Errors: the run's model config differs from `init`'s (each difference named).
+    pub fn fine_tune(cfg: TrainConfig, data: RunData, init: &InitWeights) -> anyhow::Result<Self> {
+        init.check(&cfg)?;
+        Self::build(cfg, data, Origin::Init(init))
+    }
+
+    fn build(cfg: TrainConfig, data: RunData, origin: Origin<'_>) -> anyhow::Result<Self> {
         let device = parse_device(&cfg.device)?;
         let model = cfg.model();
         let stft = cfg.stft;
         let mut varmap = VarMap::new();
         let net = MaskNet::new(&model, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
-        let state = match &resume {
-            Some(ck) => {
+        let set_all = |varmap: &mut VarMap, weights: &Weights| -> anyhow::Result<()> {
+            for (name, t) in weights.tensors() {
+                varmap
+                    .set_one(name, Tensor::from_slice(&t.data, t.shape.as_slice(), &device)?)
+                    .with_context(|| format!("weights tensor {name}"))?;
+            }
+            Ok(())
+        };
+        let state = match origin {
+            Origin::Checkpoint(ck) => {
                 for (name, t) in &ck.model {
                     varmap.set_one(name, t).with_context(|| format!("checkpoint tensor {name}"))?;
                 }
                 ck.state.clone()
             }
-            None => {
+            Origin::Init(init) => {
+                // The init's normalisation too: fine-tuning starts from exactly its function.
+                set_all(&mut varmap, &init.weights)?;
+                TrainState { fine_tuned_from: Some(init.source.clone()), ..TrainState::default() }
+            }
+            Origin::Random => {
                 // candle's CPU init is unseeded; the engine's seeded PyTorch-style init
                 // makes `--seed` reproduce a run.
-                let init = isola_engine::weights::random_weights(model, cfg.stft, cfg.seed);
-                for (name, t) in init.tensors() {
-                    varmap.set_one(name, Tensor::from_slice(&t.data, t.shape.as_slice(), &device)?)?;
-                }
+                set_all(&mut varmap, &isola_engine::weights::random_weights(model, cfg.stft, cfg.seed))?;
                 let mut rng = step_rng(cfg.seed, u64::MAX);
                 let examples: Vec<Example> = (0..16).map(|_| sample(&data.pools, &cfg, &mut rng)).collect();
                 let (mean, scale) = normalisation(&examples, &stft, &device)?;
@@ -77,7 +111,7 @@ impl Trainer {
             .map(|(n, v)| (n.clone(), v.clone()))
             .collect();
         let mut opt = AdamW::new(trainable, cfg.weight_decay)?;
-        if let Some(ck) = &resume {
+        if let Origin::Checkpoint(ck) = origin {
             opt.load_state(&ck.optimizer, ck.state.step)?;
         }
         let val_examples = validation_examples(&data.val_tracks, &cfg, cfg.val_chunks);
