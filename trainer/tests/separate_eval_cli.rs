@@ -96,6 +96,47 @@ fn eval_scores_model_and_baselines_and_writes_reports() {
 }
 
 #[test]
+fn remixes_are_made_from_loose_files_and_eval_reports_each_data_set() {
+    let d = tempfile::tempdir().unwrap();
+    for k in 0..2 {
+        let t = synth::track(16_000, 2.0, 50 + k);
+        write_wav(&d.path().join(format!("held/vocals/v{k}.wav")), &t.vocals.with_channels(1)).unwrap();
+        write_wav(&d.path().join(format!("held/music/m{k}.wav")), &t.accompaniment).unwrap();
+        write_wav(&d.path().join(format!("songs/s{k}/vocals.wav")), &t.vocals).unwrap();
+        write_wav(&d.path().join(format!("songs/s{k}/accompaniment.wav")), &t.accompaniment).unwrap();
+    }
+    let remix = d.path().join("remix");
+    let (ok, log) = isola(&[
+        "data",
+        "remix",
+        s(&remix),
+        "--vocals",
+        s(&d.path().join("held/vocals")),
+        "--instrumental",
+        s(&d.path().join("held/music")),
+        "--count",
+        "3",
+        "--seconds",
+        "4",
+        "--rate",
+        "16000",
+    ]);
+    assert!(ok && log.contains("wrote 3 remixes of 2 vocal and 2 instrumental files"), "{log}");
+    let out = d.path().join("eval");
+    let (ok, log) = isola(&["eval", "-q", "--data", s(&d.path().join("songs")), "--data", s(&remix), "--out", s(&out)]);
+    assert!(ok, "{log}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(json["tracks"].as_array().unwrap().len(), 5);
+    let sets = json["sets"].as_array().unwrap();
+    let tracks_of = |i: usize| sets[i]["summary"][0]["tracks"].as_u64().unwrap();
+    assert_eq!((sets.len(), tracks_of(0), tracks_of(1)), (2, 2, 3), "{log}");
+    assert!(sets[1]["set"].as_str().unwrap().ends_with("remix"));
+    let md = std::fs::read_to_string(out.join("eval.md")).unwrap();
+    assert!(md.matches("| oracle IRM |").count() >= 3 && md.contains("remix-000"), "{md}");
+}
+
+#[test]
 fn info_prints_the_default_weights_metadata() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/weights/default.safetensors");
     let (ok, log) = isola(&["info", path]);

@@ -8,7 +8,7 @@
 //! killed process never leaves a half-written entry behind.
 
 use std::fs;
-use std::io::{BufWriter, Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -80,7 +80,9 @@ impl AudioLoader {
         Ok(streams)
     }
 
-    fn key(&self, path: &Path, limit: Option<usize>) -> Result<u64, AudioError> {
+    /// Identity of `path` decoded by this loader (path, size, modification time, rate,
+    /// streams): equal keys mean equal decoded audio.
+    pub(crate) fn key(&self, path: &Path, limit: Option<usize>) -> Result<u64, AudioError> {
         let meta = fs::metadata(path).map_err(|e| AudioError::new(path, format!("cannot open: {e}")))?;
         let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
         let abs = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
@@ -96,7 +98,7 @@ impl AudioLoader {
 }
 
 /// 64-bit FNV-1a: stable across Rust versions, unlike `DefaultHasher`.
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
@@ -106,25 +108,22 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 fn write_entry(entry: &Path, streams: &[Decoded]) -> std::io::Result<()> {
     let dir = entry.parent().expect("cache entries live in a folder");
     fs::create_dir_all(dir)?;
-    let tmp = entry.with_extension(format!("tmp{}", std::process::id()));
-    {
-        let mut w = BufWriter::new(fs::File::create(&tmp)?);
-        w.write_all(MAGIC)?;
-        w.write_all(&(streams.len() as u32).to_le_bytes())?;
-        for d in streams {
-            let a = &d.audio;
-            w.write_all(&d.source_rate.to_le_bytes())?;
-            w.write_all(&(d.source_frames as u64).to_le_bytes())?;
-            w.write_all(&a.sample_rate.to_le_bytes())?;
-            w.write_all(&(a.n_channels() as u32).to_le_bytes())?;
-            w.write_all(&(a.frames() as u64).to_le_bytes())?;
-            for x in a.channels.iter().flatten() {
-                w.write_all(&x.to_le_bytes())?;
-            }
+    let samples: usize = streams.iter().map(|d| d.audio.n_channels() * d.audio.frames()).sum();
+    let mut w = Vec::with_capacity(12 + 28 * streams.len() + 4 * samples);
+    w.extend_from_slice(MAGIC);
+    w.extend_from_slice(&(streams.len() as u32).to_le_bytes());
+    for d in streams {
+        let a = &d.audio;
+        w.extend_from_slice(&d.source_rate.to_le_bytes());
+        w.extend_from_slice(&(d.source_frames as u64).to_le_bytes());
+        w.extend_from_slice(&a.sample_rate.to_le_bytes());
+        w.extend_from_slice(&(a.n_channels() as u32).to_le_bytes());
+        w.extend_from_slice(&(a.frames() as u64).to_le_bytes());
+        for x in a.channels.iter().flatten() {
+            w.extend_from_slice(&x.to_le_bytes());
         }
-        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     }
-    fs::rename(&tmp, entry)
+    isola_engine::tensor_file::write_bytes_atomic(entry, &w).map_err(std::io::Error::other)
 }
 
 /// `None` for a missing or unreadable entry (it is then rebuilt).

@@ -3,6 +3,7 @@
 
 mod buffer;
 pub mod cache;
+mod clip;
 pub mod decode;
 mod error;
 pub mod mp4;
@@ -10,4 +11,5 @@ pub mod resample;
 pub mod wav;
 
 pub use buffer::Audio;
+pub use clip::{Chunks, Clip, FileAudio};
 pub use error::AudioError;

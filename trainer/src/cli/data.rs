@@ -1,12 +1,14 @@
-//! `isola data check` and `isola data synth`.
+//! `isola data check`, `isola data synth` and `isola data remix`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
+use crate::audio::cache::AudioLoader;
 use crate::audio::wav::write_wav;
-use crate::data::DataSpec;
+use crate::data::remix::RemixOptions;
+use crate::data::{DataSpec, discover_all};
 
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
@@ -20,6 +22,39 @@ pub enum DataCommand {
     /// Write a synthetic data set (voice-like vocals over drums, bass and chords) for smoke
     /// tests: OUT/{train,test}/synth-NNN/{vocals,accompaniment}.wav.
     Synth(SynthArgs),
+    /// Write fixed validation remixes: isolated singing over vocal-free music at the levels
+    /// of real mixes, as OUT/valid/remix-NNN-*/{vocals,accompaniment}.wav.
+    ///
+    /// Vocal files are laid end to end with rests between phrases (in file order, so every
+    /// singer is heard); the accompaniment is one excerpt of a random instrumental at −20 dBFS
+    /// RMS; the vocals' active level is drawn 6 dB below to 2 dB above it; the mixture peaks
+    /// at or below −1 dBFS. Use held-out singers and held-out music (scripts/split-shared-data.sh
+    /// does) and pass OUT to `isola train --val-data` or `isola eval`.
+    Remix(RemixArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RemixArgs {
+    /// Output folder.
+    #[arg(value_name = "OUT")]
+    pub out: PathBuf,
+    /// Folders (or files) of isolated singing; repeatable.
+    #[arg(long, required = true, value_name = "DIR")]
+    pub vocals: Vec<PathBuf>,
+    /// Folders (or files) of vocal-free music; repeatable.
+    #[arg(long, required = true, value_name = "DIR")]
+    pub instrumental: Vec<PathBuf>,
+    /// Tracks to write.
+    #[arg(long, default_value_t = RemixOptions::default().count)]
+    pub count: usize,
+    /// Seconds per track.
+    #[arg(long, default_value_t = RemixOptions::default().seconds)]
+    pub seconds: f64,
+    /// Sample rate of the written files.
+    #[arg(long, default_value_t = RemixOptions::default().rate)]
+    pub rate: u32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +103,43 @@ pub(super) fn synth(args: &SynthArgs) -> anyhow::Result<()> {
         }
     }
     println!("wrote {k} tracks to {}", args.out.display());
+    Ok(())
+}
+
+pub(super) fn remix(args: &RemixArgs) -> anyhow::Result<()> {
+    // Files as discovery finds them in loose folders (sorted, audio only).
+    let list = |role: &str, dirs: &[PathBuf]| -> anyhow::Result<Vec<PathBuf>> {
+        let specs = dirs
+            .iter()
+            .map(|d| format!("{role}:{}", d.display()).parse::<DataSpec>().map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let (entries, problems) = discover_all(&specs);
+        if let Some(p) = problems.first() {
+            anyhow::bail!("{p}");
+        }
+        Ok(entries.into_iter().flat_map(|e| e.files().into_iter().map(PathBuf::from).collect::<Vec<_>>()).collect())
+    };
+    let (vocals, instrumentals) = (list("vocals", &args.vocals)?, list("instrumental", &args.instrumental)?);
+    let opts = RemixOptions {
+        count: args.count,
+        seconds: args.seconds,
+        rate: args.rate,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let loader = AudioLoader::new(Some(args.rate), None);
+    let (remixes, skipped) = crate::data::remix::remix(&vocals, &instrumentals, &opts, &loader)?;
+    for p in &skipped {
+        println!("skipped: {p}");
+    }
+    crate::data::remix::write_remixes(&args.out, &remixes)?;
+    println!(
+        "wrote {} remixes of {} vocal and {} instrumental files to {}",
+        remixes.len(),
+        vocals.len(),
+        instrumentals.len(),
+        args.out.join("valid").display()
+    );
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::{frames_bar, load_weights, load_worker_weights};
 use crate::audio::cache::AudioLoader;
-use crate::data::{DataSpec, LoadOptions, Source, discover_all, load_entries};
+use crate::data::{DataSpec, LoadOptions, Source, discover_all, load_pool};
 use crate::eval::{evaluate, report};
 
 #[derive(Debug, Args)]
@@ -45,34 +45,40 @@ pub struct EvalArgs {
 pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let weights = load_weights(args.weights.as_deref())?;
     let worker = load_worker_weights(args.worker_weights.as_deref())?;
-    let (found, problems) = discover_all(&args.data);
-    let mut entries = Vec::new();
-    let mut loose = 0;
-    for e in found {
-        if matches!(e.source, Source::Loose(..)) {
-            loose += 1;
-        } else if args.split.is_none() || e.split == args.split {
-            entries.push(e);
+    let loader = AudioLoader::new(None, args.cache.clone());
+    // One data set at a time, so every track keeps the name of the `--data` it came from.
+    // Tracks stay in the cache's files when there is a cache: one at a time is read.
+    let (mut tracks, mut sets, mut loose) = (Vec::new(), Vec::new(), 0);
+    for spec in &args.data {
+        let (found, problems) = discover_all([spec]);
+        let mut entries = Vec::new();
+        for e in found {
+            if matches!(e.source, Source::Loose(..)) {
+                loose += 1;
+            } else if args.split.is_none() || e.split == args.split {
+                entries.push(e);
+            }
         }
+        let data = load_pool(&entries, problems, &loader, LoadOptions { skip_bad: args.skip_bad })?;
+        for p in &data.skipped {
+            println!("skipped: {p}");
+        }
+        sets.extend(std::iter::repeat_n(spec.path.display().to_string(), data.tracks.len()));
+        tracks.extend(data.tracks);
     }
     if loose > 0 && !args.quiet {
         println!("ignoring {loose} loose vocal/instrumental file(s): eval needs aligned stems");
     }
-    let loader = AudioLoader::new(None, args.cache.clone());
-    let mut data = load_entries(&entries, problems, &loader, LoadOptions { skip_bad: args.skip_bad })?;
-    for p in &data.skipped {
-        println!("skipped: {p}");
-    }
-    anyhow::ensure!(!data.tracks.is_empty(), "no tracks to evaluate");
+    anyhow::ensure!(!tracks.is_empty(), "no tracks to evaluate");
     if let Some(secs) = args.max_seconds {
-        for t in &mut data.tracks {
-            let n = ((secs * f64::from(t.vocals.sample_rate)) as usize).min(t.vocals.frames());
-            t.vocals = t.vocals.slice_padded(0, n);
-            t.accompaniment = t.accompaniment.slice_padded(0, n);
+        for t in &mut tracks {
+            let n = (secs * f64::from(t.vocals.sample_rate())) as usize;
+            t.vocals = t.vocals.clone().truncated(n);
+            t.accompaniment = t.accompaniment.clone().truncated(n);
         }
     }
-    let bar = frames_bar(data.tracks.iter().map(|t| t.vocals.frames() as u64).sum(), args.quiet);
-    let result = evaluate(&data.tracks, &weights, worker.as_ref(), &bar)?;
+    let bar = frames_bar(tracks.iter().map(|t| t.vocals.frames() as u64).sum(), args.quiet);
+    let result = evaluate(&tracks, &sets, &weights, worker.as_ref(), &bar)?;
     bar.finish_and_clear();
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use isola_engine::Weights;
 
-pub use self::data::{CheckArgs, DataCommand, SynthArgs};
+pub use self::data::{CheckArgs, DataCommand, RemixArgs, SynthArgs};
 pub use self::eval::EvalArgs;
 pub use self::separate::SeparateArgs;
 pub use self::train::TrainArgs;
@@ -67,6 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Data(DataCommand::Check(args)) => data::check(&args),
         Command::Data(DataCommand::Synth(args)) => data::synth(&args).map(|()| ExitCode::SUCCESS),
+        Command::Data(DataCommand::Remix(args)) => data::remix(&args).map(|()| ExitCode::SUCCESS),
         Command::Separate(args) => separate::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Eval(args) => eval::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Train(args) => train::run(&args).map(|()| ExitCode::SUCCESS),
@@ -87,7 +88,7 @@ pub fn load_weights(path: Option<&Path>) -> anyhow::Result<Weights> {
 pub fn load_worker_weights(path: Option<&Path>) -> anyhow::Result<Option<Weights>> {
     Ok(match path {
         None => None,
-        Some(p) if p.as_os_str() == "default" => {
+        Some(p) if isola_engine::embedded::is_built_in(p) => {
             Some(isola_engine::embedded::worker().context("built-in worker weights")?)
         }
         Some(p) => Some(Weights::load(p).with_context(|| format!("cannot load worker weights {}", p.display()))?),

@@ -21,13 +21,14 @@ pub struct LoadOptions {
 }
 
 /// A track with aligned stems: same rate, channels and length; the mixture
-/// is `vocals + accompaniment`.
+/// is `vocals + accompaniment`. `S` holds the samples: [`Audio`] in RAM, or a
+/// [`crate::audio::Clip`] for training pools (see [`super::pool`]).
 #[derive(Debug, Clone)]
-pub struct TrackAudio {
+pub struct TrackAudio<S = Audio> {
     pub name: String,
     pub split: Option<String>,
-    pub vocals: Audio,
-    pub accompaniment: Audio,
+    pub vocals: S,
+    pub accompaniment: S,
     /// Rate of the files before resampling.
     pub source_rate: u32,
 }
@@ -76,9 +77,9 @@ pub struct LoadedData {
 
 /// A loose vocal or instrumental file, at the model rate.
 #[derive(Debug, Clone)]
-pub struct LooseAudio {
+pub struct LooseAudio<S = Audio> {
     pub name: String,
-    pub audio: Audio,
+    pub audio: S,
     /// Rate of the file before resampling (its bandwidth is at most half of it).
     pub source_rate: u32,
 }

@@ -15,6 +15,9 @@
 pub mod check;
 pub mod discover;
 pub mod load;
+pub mod pool;
+pub mod remix;
 
 pub use discover::{DataSpec, Entry, LooseRole, Source, discover, discover_all};
-pub use load::{LoadOptions, Loaded, LoadedData, LooseAudio, TrackAudio, load_entries, load_entry};
+pub use load::{DataErrors, LoadOptions, Loaded, LoadedData, LooseAudio, TrackAudio, load_entries, load_entry};
+pub use pool::{PoolData, load_pool};

@@ -11,6 +11,7 @@ use indicatif::ProgressBar;
 use isola_engine::Weights;
 use serde::Serialize;
 
+use crate::audio::Chunks;
 use crate::data::TrackAudio;
 use crate::metrics::{TrackScores, evaluate_track, mean, nanmedian};
 use crate::separate::{Stems, separate, separate_with};
@@ -30,6 +31,8 @@ pub struct MethodResult {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TrackResult {
+    /// The data set (`--data` folder) the track came from.
+    pub set: String,
     pub name: String,
     pub seconds: f64,
     pub sample_rate: u32,
@@ -50,11 +53,22 @@ pub struct Summary {
     pub accompaniment_global_sdr: f64,
 }
 
+/// The summary of the tracks of one data set.
+#[derive(Debug, Clone, Serialize)]
+pub struct SetSummary {
+    pub set: String,
+    pub summary: Vec<Summary>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
     pub weights: String,
     pub tracks: Vec<TrackResult>,
+    /// Over all tracks.
     pub summary: Vec<Summary>,
+    /// Per data set, in `--data` order, when there is more than one (real songs and fixed
+    /// remixes, say, which measure different things).
+    pub sets: Vec<SetSummary>,
 }
 
 /// The methods of a report, in table order.
@@ -67,16 +81,27 @@ pub fn methods(with_worker: bool) -> Vec<&'static str> {
 }
 
 /// Scores every method on every track (plus the worker path when `worker` weights are
-/// given); `bar` advances by track frames.
-pub fn evaluate(
-    tracks: &[TrackAudio],
+/// given); `sets[i]` names the data set of `tracks[i]`; `bar` advances by track frames.
+/// Tracks may live in RAM or in cache files (`data::pool`): one track at a time is read
+/// into memory.
+pub fn evaluate<S: Chunks>(
+    tracks: &[TrackAudio<S>],
+    sets: &[String],
     weights: &Weights,
     worker: Option<&Weights>,
     bar: &ProgressBar,
 ) -> anyhow::Result<EvalReport> {
+    anyhow::ensure!(sets.len() == tracks.len(), "one data-set name per track");
     let mut results = Vec::with_capacity(tracks.len());
-    for t in tracks {
+    for (t, set) in tracks.iter().zip(sets) {
         bar.set_message(t.name.clone());
+        let t = TrackAudio {
+            name: t.name.clone(),
+            split: t.split.clone(),
+            vocals: t.vocals.to_audio(),
+            accompaniment: t.accompaniment.to_audio(),
+            source_rate: t.source_rate,
+        };
         let mix = t.mixture();
         let model = separate(weights, &mix, None)?;
         let mut candidates: Vec<(&'static str, Option<Stems>, &str)> = vec![
@@ -99,6 +124,7 @@ pub fn evaluate(
             })
             .collect();
         results.push(TrackResult {
+            set: set.clone(),
             name: t.name.clone(),
             seconds: t.vocals.duration_secs(),
             sample_rate: t.vocals.sample_rate,
@@ -107,15 +133,31 @@ pub fn evaluate(
         });
         bar.inc(t.vocals.frames() as u64);
     }
-    let summary = methods(worker.is_some()).into_iter().map(|m| summarise(m, &results)).collect();
-    Ok(EvalReport { weights: weights.meta.provenance.name.clone(), tracks: results, summary })
+    let names = methods(worker.is_some());
+    let summary = names.iter().map(|&m| summarise(m, results.iter())).collect();
+    let mut set_names: Vec<&String> = Vec::new();
+    for s in sets {
+        if !set_names.contains(&s) {
+            set_names.push(s);
+        }
+    }
+    let sets = if set_names.len() < 2 {
+        Vec::new()
+    } else {
+        set_names
+            .into_iter()
+            .map(|set| SetSummary {
+                set: set.clone(),
+                summary: names.iter().map(|&m| summarise(m, results.iter().filter(|t| &t.set == set))).collect(),
+            })
+            .collect()
+    };
+    Ok(EvalReport { weights: weights.meta.provenance.name.clone(), tracks: results, summary, sets })
 }
 
-fn summarise(method: &'static str, tracks: &[TrackResult]) -> Summary {
-    let scored: Vec<&TrackScores> = tracks
-        .iter()
-        .filter_map(|t| t.methods.iter().find(|m| m.method == method).and_then(|m| m.scores.as_ref()))
-        .collect();
+fn summarise<'a>(method: &'static str, tracks: impl Iterator<Item = &'a TrackResult>) -> Summary {
+    let scored: Vec<&TrackScores> =
+        tracks.filter_map(|t| t.methods.iter().find(|m| m.method == method).and_then(|m| m.scores.as_ref())).collect();
     let col = |f: &dyn Fn(&TrackScores) -> f64| scored.iter().map(|s| f(s)).collect::<Vec<f64>>();
     Summary {
         method,

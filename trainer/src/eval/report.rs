@@ -15,21 +15,14 @@ fn db(x: f64) -> String {
     if x.is_nan() { "-".into() } else { format!("{x:.2}") }
 }
 
-/// Summary table, then vocals SDR per track and method.
-pub fn markdown(r: &EvalReport) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "# Isola evaluation: {}\n", r.weights);
-    let _ = writeln!(
-        s,
-        "SDR: BSSEval v4 (museval), median over 1 s windows per track, then median over tracks. \
-         SI-SDR: median over tracks. Global SDR (MDX): mean over tracks. All in dB.\n"
-    );
+/// One row per method: the medians and means of [`super::Summary`].
+fn summary_table(s: &mut String, summary: &[super::Summary]) {
     let _ = writeln!(
         s,
         "| method | tracks | vocals SDR | acc. SDR | vocals SI-SDR | acc. SI-SDR | vocals global SDR | acc. global SDR |"
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
-    for m in &r.summary {
+    for m in summary {
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -43,14 +36,32 @@ pub fn markdown(r: &EvalReport) -> String {
             db(m.accompaniment_global_sdr)
         );
     }
+}
+
+/// Summary table (all tracks, then per data set when there are several), then vocals SDR
+/// per track and method.
+pub fn markdown(r: &EvalReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Isola evaluation: {}\n", r.weights);
+    let _ = writeln!(
+        s,
+        "SDR: BSSEval v4 (museval), median over 1 s windows per track, then median over tracks. \
+         SI-SDR: median over tracks. Global SDR (MDX): mean over tracks. All in dB.\n"
+    );
+    summary_table(&mut s, &r.summary);
+    for set in &r.sets {
+        let _ = writeln!(s, "\n### {}\n", set.set);
+        summary_table(&mut s, &set.summary);
+    }
     let _ = writeln!(s, "\n## Vocals SDR per track\n");
     let names = methods(r.summary.iter().any(|m| m.method == super::WORKER_METHOD));
-    let _ = writeln!(s, "| track | seconds | rate | {} |", names.join(" | "));
-    let _ = writeln!(s, "|---|---:|---:|{}", "---:|".repeat(names.len()));
+    let _ = writeln!(s, "| set | track | seconds | rate | {} |", names.join(" | "));
+    let _ = writeln!(s, "|---|---|---:|---:|{}", "---:|".repeat(names.len()));
     for t in &r.tracks {
         let cells: Vec<String> =
             t.methods.iter().map(|m| m.scores.as_ref().map_or("-".into(), |s| db(s.vocals.sdr))).collect();
-        let _ = writeln!(s, "| {} | {:.1} | {} | {} |", t.name, t.seconds, t.sample_rate, cells.join(" | "));
+        let _ =
+            writeln!(s, "| {} | {} | {:.1} | {} | {} |", t.set, t.name, t.seconds, t.sample_rate, cells.join(" | "));
     }
     let notes: Vec<String> = r
         .tracks

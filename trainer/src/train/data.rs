@@ -5,8 +5,9 @@ use rand::Rng;
 use super::config::TrainConfig;
 use super::sampler::{Pools, step_rng};
 use crate::audio::Audio;
+use crate::audio::Clip;
 use crate::audio::cache::AudioLoader;
-use crate::data::{DataSpec, LoadOptions, TrackAudio, discover_all, load_entries};
+use crate::data::{DataSpec, LoadOptions, PoolData, TrackAudio, discover_all, load_pool};
 
 /// Data for a run: training pools and validation tracks, at the model rate.
 pub struct RunData {
@@ -15,14 +16,15 @@ pub struct RunData {
     pub skipped: Vec<String>,
 }
 
-/// Loads `cfg.data` (and `cfg.val_data`) and splits off validation tracks.
+/// Loads `cfg.data` (and `cfg.val_data`) and splits off validation tracks. Training audio
+/// stays in the cache's files (`data::pool`); the validation excerpts are copied to RAM.
 pub fn load_data(cfg: &TrainConfig, skip_bad: bool) -> anyhow::Result<RunData> {
     let cache = cfg.cache.clone().or_else(|| cfg.out.parent().map(|p| p.join(".cache")));
     let loader = AudioLoader::new(Some(cfg.stft.sample_rate), cache);
-    let load = |specs: &[String]| -> anyhow::Result<crate::data::LoadedData> {
+    let load = |specs: &[String]| -> anyhow::Result<PoolData> {
         let specs = specs.iter().map(|s| s.parse::<DataSpec>()).collect::<Result<Vec<_>, _>>();
         let (entries, problems) = discover_all(&specs.map_err(anyhow::Error::msg)?);
-        Ok(load_entries(&entries, problems, &loader, LoadOptions { skip_bad })?)
+        Ok(load_pool(&entries, problems, &loader, LoadOptions { skip_bad })?)
     };
     let data = load(&cfg.data)?;
     let mut skipped: Vec<String> = data.skipped.iter().map(ToString::to_string).collect();
@@ -59,14 +61,23 @@ pub fn load_data(cfg: &TrainConfig, skip_bad: bool) -> anyhow::Result<RunData> {
         !val_tracks.is_empty(),
         "no validation tracks: add split folders (test/valid), --val-data, or more tracks"
     );
-    for t in &mut val_tracks {
-        let n = ((cfg.val_seconds * f64::from(t.vocals.sample_rate)) as usize).min(t.vocals.frames());
-        // The excerpt with the most singing: a song's first seconds are often an intro with
-        // near-silent vocals, where SDR measures nothing but the model's leakage.
-        let start = loudest_window(&t.vocals, n, t.vocals.sample_rate as usize);
-        t.vocals = t.vocals.slice_padded(start, n);
-        t.accompaniment = t.accompaniment.slice_padded(start, n);
-    }
+    let val_tracks = val_tracks
+        .into_iter()
+        .map(|t| {
+            let vocals = t.vocals.to_audio();
+            let n = ((cfg.val_seconds * f64::from(vocals.sample_rate)) as usize).min(vocals.frames());
+            // The excerpt with the most singing: a song's first seconds are often an intro with
+            // near-silent vocals, where SDR measures nothing but the model's leakage.
+            let start = loudest_window(&vocals, n, vocals.sample_rate as usize);
+            TrackAudio {
+                name: t.name,
+                split: t.split,
+                vocals: vocals.slice_padded(start, n),
+                accompaniment: t.accompaniment.slice_padded(start, n),
+                source_rate: t.source_rate,
+            }
+        })
+        .collect();
     pools.check()?;
     Ok(RunData { pools, val_tracks, skipped })
 }
@@ -85,20 +96,20 @@ fn loudest_window(audio: &Audio, len: usize, step: usize) -> usize {
 }
 
 /// Tracks of a held-out split folder (`test`, `valid`, `validation`).
-fn held_out(t: &TrackAudio) -> bool {
+fn held_out(t: &TrackAudio<Clip>) -> bool {
     matches!(t.split.as_deref(), Some("test" | "valid" | "validation"))
 }
 
 /// Identifies a track by its decoded audio (length and energy of every channel), whatever
-/// folder or name it was found under.
-fn fingerprint(t: &TrackAudio) -> u64 {
+/// folder or name it was found under. Mapped clips store their energies: no samples read.
+fn fingerprint(t: &TrackAudio<Clip>) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    for audio in [&t.vocals, &t.accompaniment] {
-        audio.sample_rate.hash(&mut h);
-        for c in &audio.channels {
-            c.len().hash(&mut h);
-            c.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().to_bits().hash(&mut h);
+    for clip in [&t.vocals, &t.accompaniment] {
+        clip.sample_rate().hash(&mut h);
+        for c in 0..clip.n_channels() {
+            clip.frames().hash(&mut h);
+            clip.channel_energy(c).to_bits().hash(&mut h);
         }
     }
     h.finish()

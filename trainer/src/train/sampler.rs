@@ -1,6 +1,7 @@
 //! Training examples: random chunks of aligned tracks or random remixes
 //! (vocals of one source over the accompaniment of another), with random
-//! gain per source, random left/right swap and silence-aware chunk choice.
+//! gain per source, random left/right swap and silence-aware chunk choice,
+//! then the mix augmentations of `augment`.
 //! Everything is drawn from an RNG derived from (seed, step), so a resumed
 //! run sees exactly the batches the killed run would have seen.
 
@@ -8,21 +9,22 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::config::TrainConfig;
-use crate::audio::Audio;
+use crate::audio::{Audio, Chunks, Clip};
 use crate::data::{LooseAudio, TrackAudio};
 
-/// Audio at the model rate to draw examples from.
+/// Audio at the model rate to draw examples from: read chunk by chunk from the cache's files
+/// when there is a cache (see `data::pool`), so the pool may be larger than RAM.
 #[derive(Debug, Default)]
 pub struct Pools {
-    pub tracks: Vec<TrackAudio>,
-    pub vocals: Vec<LooseAudio>,
-    pub instrumentals: Vec<LooseAudio>,
+    pub tracks: Vec<TrackAudio<Clip>>,
+    pub vocals: Vec<LooseAudio<Clip>>,
+    pub instrumentals: Vec<LooseAudio<Clip>>,
 }
 
 /// A source to draw a chunk from, with the rate it was recorded at.
 #[derive(Clone, Copy)]
 struct Src<'a> {
-    audio: &'a Audio,
+    audio: &'a Clip,
     source_rate: u32,
 }
 
@@ -120,6 +122,7 @@ pub fn sample<'a>(pools: &'a Pools, cfg: &TrainConfig, rng: &mut ChaCha8Rng) -> 
             x.channels.swap(0, 1);
         }
     }
+    super::augment::augment(&mut v, &mut a, cfg, rng);
     let mut mixture = v.clone();
     mixture.add_assign(&a);
     Example { mixture, vocals: v, accompaniment: a, bandwidth_hz }
@@ -157,11 +160,11 @@ impl Speed {
     /// `len` frames of `src` from `start`, played `factor` times faster: the `span` source
     /// frames are declared to be at `factor` × the rate and resampled back (band-limited).
     /// Rates stay on a 1 % grid so the FFT resampler's ratio is small (100 + percent : 100).
-    fn chunk(self, src: &Audio, start: usize, len: usize) -> Audio {
+    fn chunk(self, src: &Clip, start: usize, len: usize) -> Audio {
         if self.percent == 0 {
             return src.slice_padded(start, len);
         }
-        let rate = src.sample_rate;
+        let rate = src.sample_rate();
         let mut part = src.slice_padded(start, self.span(len));
         part.sample_rate = (f64::from(rate) * self.factor()).round() as u32;
         match crate::audio::resample::resample(&part, rate) {
@@ -200,7 +203,7 @@ pub fn validation_examples(tracks: &[TrackAudio], cfg: &TrainConfig, n: usize) -
 
 /// A chunk start whose vocals are louder than `silence_db` (up to 20 tries;
 /// any start when `accept_silent`).
-fn voiced_start(src: &Audio, len: usize, silence_db: f64, accept_silent: bool, rng: &mut ChaCha8Rng) -> usize {
+fn voiced_start(src: &impl Chunks, len: usize, silence_db: f64, accept_silent: bool, rng: &mut ChaCha8Rng) -> usize {
     let max_start = src.frames().saturating_sub(len);
     let mut start = rng.random_range(0..=max_start);
     if accept_silent {
@@ -228,15 +231,15 @@ mod tests {
                 TrackAudio {
                     name: format!("t{k}"),
                     split: None,
-                    vocals: t.vocals,
-                    accompaniment: t.accompaniment,
+                    vocals: t.vocals.into(),
+                    accompaniment: t.accompaniment.into(),
                     source_rate: 8000,
                 }
             })
             .collect();
         let loose = LooseAudio {
             name: "v".into(),
-            audio: synth::track(8000, 2.0, 9).vocals.with_channels(1),
+            audio: synth::track(8000, 2.0, 9).vocals.with_channels(1).into(),
             source_rate: 8000,
         };
         Pools { tracks, vocals: vec![loose], instrumentals: Vec::new() }
@@ -322,7 +325,13 @@ mod tests {
         };
         let vocals = Audio { sample_rate: 8000, channels: vec![tone(1000.0); 2] };
         let accompaniment = Audio { sample_rate: 8000, channels: vec![tone(500.0); 2] };
-        let t = TrackAudio { name: "tone".into(), split: None, vocals, accompaniment, source_rate: 4000 };
+        let t = TrackAudio {
+            name: "tone".into(),
+            split: None,
+            vocals: vocals.into(),
+            accompaniment: accompaniment.into(),
+            source_rate: 4000,
+        };
         let p = Pools { tracks: vec![t], ..Default::default() };
         let mut seen = std::collections::BTreeSet::new();
         for step in 0..60 {

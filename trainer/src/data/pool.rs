@@ -1,0 +1,217 @@
+//! Training pools that do not live in RAM. Each data entry (a track with its summed stems, or
+//! a loose file) is prepared once at the model rate and written to the decoded-audio cache as
+//! one file of planar f32 samples, which every later run opens and reads chunk by chunk
+//! ([`Clip::File`]): a pool of any size starts in the time it takes to open its files and
+//! read their headers, and resident memory does not grow with it.
+//!
+//! File layout (little endian): `ISOLAP01`, source rate u32, clip count u32, then per clip:
+//! rate u32, channels u32, frames u64 and the energy (sum of squares, f64) of each channel;
+//! then each clip's samples, planar f32. Entries are keyed by the identity of every file they
+//! read (see [`AudioLoader`]'s cache), so an edited file is prepared afresh; written to a
+//! temporary file and renamed, so a killed run never leaves half an entry.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::discover::{Entry, LooseRole, Source};
+use super::load::{DataErrors, LoadOptions, Loaded, LooseAudio, TrackAudio, load_entry};
+use crate::audio::cache::{AudioLoader, fnv1a};
+use crate::audio::{Audio, AudioError, Clip, FileAudio};
+
+const MAGIC: &[u8; 8] = b"ISOLAP01";
+
+/// Training material: tracks and loose sources whose samples are [`Clip`]s.
+#[derive(Debug, Default)]
+pub struct PoolData {
+    pub tracks: Vec<TrackAudio<Clip>>,
+    pub vocals: Vec<LooseAudio<Clip>>,
+    pub instrumentals: Vec<LooseAudio<Clip>>,
+    /// Problems skipped under `--skip-bad` (empty otherwise).
+    pub skipped: Vec<AudioError>,
+}
+
+/// Like [`super::load_entries`], but each entry's samples stay in its cache file (prepared
+/// there first when missing); without a cache folder they are held in RAM. Peak memory
+/// while preparing is one entry.
+pub fn load_pool(
+    entries: &[Entry],
+    discovery_problems: Vec<AudioError>,
+    loader: &AudioLoader,
+    opts: LoadOptions,
+) -> Result<PoolData, DataErrors> {
+    let mut data = PoolData::default();
+    let mut problems = discovery_problems;
+    for entry in entries {
+        match pooled_entry(entry, loader) {
+            Ok(Pooled { clips, source_rate }) => {
+                let mut clips = clips.into_iter();
+                let (Some(first), second) = (clips.next(), clips.next()) else { continue };
+                match (&entry.source, second) {
+                    (Source::Loose(role, _), _) => {
+                        let loose = LooseAudio { name: entry.name.clone(), audio: first, source_rate };
+                        match role {
+                            LooseRole::Vocals => data.vocals.push(loose),
+                            LooseRole::Instrumental => data.instrumentals.push(loose),
+                        }
+                    }
+                    (_, Some(accompaniment)) => data.tracks.push(TrackAudio {
+                        name: entry.name.clone(),
+                        split: entry.split.clone(),
+                        vocals: first,
+                        accompaniment,
+                        source_rate,
+                    }),
+                    (_, None) => {
+                        problems.push(AudioError::new(Path::new(&entry.name), "pool entry has no accompaniment"))
+                    }
+                }
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    if problems.is_empty() {
+        return Ok(data);
+    }
+    if !opts.skip_bad {
+        return Err(DataErrors(problems));
+    }
+    data.skipped = problems;
+    Ok(data)
+}
+
+/// An entry's clips (vocals then accompaniment for a track; one for a loose file).
+struct Pooled {
+    clips: Vec<Clip>,
+    source_rate: u32,
+}
+
+fn pooled_entry(entry: &Entry, loader: &AudioLoader) -> Result<Pooled, AudioError> {
+    let Some(file) = pool_file(entry, loader)? else {
+        return Ok(to_pooled(load_entry(entry, loader)?, |a| Clip::Ram(a)));
+    };
+    if let Ok(p) = open_file(&file) {
+        return Ok(p);
+    }
+    // The pool file is this entry's cache: decoding without the per-file cache keeps the
+    // audio on disk once, not twice.
+    let loaded = load_entry(entry, &AudioLoader { cache_dir: None, ..loader.clone() })?;
+    if let Err(e) = write_file(&file, &loaded) {
+        // A cache that cannot be written costs memory, not correctness: keep this entry in RAM.
+        eprintln!("warning: cannot write pool cache {}: {e}", file.display());
+        return Ok(to_pooled(loaded, Clip::Ram));
+    }
+    drop(loaded);
+    open_file(&file).map_err(|e| AudioError::new(&file, format!("cannot open the pool cache entry just written: {e}")))
+}
+
+fn to_pooled(loaded: Loaded, clip: impl Fn(Audio) -> Clip) -> Pooled {
+    let source_rate = loaded.source_rate();
+    let clips = match loaded {
+        Loaded::Track(t) => vec![clip(t.vocals), clip(t.accompaniment)],
+        Loaded::Loose { audio, .. } => vec![clip(audio)],
+    };
+    Pooled { clips, source_rate }
+}
+
+/// The cache file of `entry`, `None` without a cache folder.
+fn pool_file(entry: &Entry, loader: &AudioLoader) -> Result<Option<PathBuf>, AudioError> {
+    let Some(dir) = &loader.cache_dir else { return Ok(None) };
+    let mut id = String::from("pool-v1");
+    let keys = match &entry.source {
+        Source::Stems { vocals, accompaniment } => {
+            id.push_str(&format!("|stems {}", vocals.len()));
+            vocals.iter().chain(accompaniment).map(|p| loader.key(p, Some(1))).collect::<Result<Vec<_>, _>>()?
+        }
+        Source::StemMp4(p) => vec![loader.key(p, None)?],
+        Source::Loose(_, p) => vec![loader.key(p, Some(1))?],
+    };
+    for k in keys {
+        id.push_str(&format!("|{k:016x}"));
+    }
+    Ok(Some(dir.join(format!("{:016x}.pool", fnv1a(id.as_bytes())))))
+}
+
+/// Sum of squares of each channel, the per-channel statistic stored in the header.
+pub fn channel_energy(x: &[f32]) -> f64 {
+    x.iter().map(|&v| f64::from(v) * f64::from(v)).sum()
+}
+
+fn write_file(path: &Path, loaded: &Loaded) -> Result<(), String> {
+    let clips: Vec<&Audio> = match loaded {
+        Loaded::Track(t) => vec![&t.vocals, &t.accompaniment],
+        Loaded::Loose { audio, .. } => vec![audio],
+    };
+    let samples: usize = clips.iter().map(|a| a.n_channels() * a.frames()).sum();
+    let mut bytes = Vec::with_capacity(16 + clips.len() * 32 + samples * 4);
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&loaded.source_rate().to_le_bytes());
+    bytes.extend_from_slice(&(clips.len() as u32).to_le_bytes());
+    for a in &clips {
+        bytes.extend_from_slice(&a.sample_rate.to_le_bytes());
+        bytes.extend_from_slice(&(a.n_channels() as u32).to_le_bytes());
+        bytes.extend_from_slice(&(a.frames() as u64).to_le_bytes());
+        for c in &a.channels {
+            bytes.extend_from_slice(&channel_energy(c).to_le_bytes());
+        }
+    }
+    for a in &clips {
+        for x in a.channels.iter().flatten() {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    isola_engine::tensor_file::write_bytes_atomic(path, &bytes).map_err(|e| e.to_string())
+}
+
+/// Opens a prepared entry and checks its header; `Err` (then it is rebuilt) for a missing,
+/// truncated or foreign file.
+fn open_file(path: &Path) -> Result<Pooled, String> {
+    use std::io::Read;
+    let bad = |what: &str| format!("{}: {what}", path.display());
+    let file = fs::File::open(path).map_err(|e| bad(&e.to_string()))?;
+    let file_len = file.metadata().map_err(|e| bad(&e.to_string()))?.len();
+    let mut r = std::io::BufReader::new(&file);
+    let mut take = |n: usize| -> Result<Vec<u8>, String> {
+        let mut b = vec![0u8; n];
+        r.read_exact(&mut b).map_err(|_| bad("truncated header"))?;
+        Ok(b)
+    };
+    if take(8)? != MAGIC {
+        return Err(bad("not a pool cache entry"));
+    }
+    let u32_of = |b: Vec<u8>| u32::from_le_bytes(b.try_into().expect("4 bytes"));
+    let u64_of = |b: Vec<u8>| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    let source_rate = u32_of(take(4)?);
+    let n_clips = u32_of(take(4)?) as usize;
+    if !(1..=2).contains(&n_clips) {
+        return Err(bad("wrong clip count"));
+    }
+    let mut heads = Vec::new();
+    let mut at = 16u64;
+    for _ in 0..n_clips {
+        let rate = u32_of(take(4)?);
+        let channels = u32_of(take(4)?) as usize;
+        let frames = usize::try_from(u64_of(take(8)?)).map_err(|_| bad("frame count"))?;
+        if !(1..=8).contains(&channels) {
+            return Err(bad("wrong channel count"));
+        }
+        let energy =
+            (0..channels).map(|_| take(8).map(|b| f64::from_bits(u64_of(b)))).collect::<Result<Vec<_>, _>>()?;
+        at += 16 + 8 * channels as u64;
+        heads.push((rate, channels, frames, energy));
+    }
+    let file = Arc::new(file);
+    let mut clips = Vec::new();
+    for (rate, channels, frames, energy) in heads {
+        let f = FileAudio::new(path, Arc::clone(&file), file_len, rate, channels, frames, at, energy)?;
+        at += (channels * frames * 4) as u64;
+        clips.push(Clip::File(f));
+    }
+    if at != file_len {
+        return Err(bad("trailing bytes"));
+    }
+    Ok(Pooled { clips, source_rate })
+}
