@@ -197,12 +197,23 @@ pub fn load_entries(
             Err(e) => problems.push(e),
         }
     }
+    settle(data, problems, opts, |d| &mut d.skipped)
+}
+
+/// The end of a load: `data` when there were no problems; otherwise every problem as the
+/// error, or with `skip_bad` the data with the problems listed in its `skipped` field.
+pub(crate) fn settle<D>(
+    mut data: D,
+    problems: Vec<AudioError>,
+    opts: LoadOptions,
+    skipped: impl FnOnce(&mut D) -> &mut Vec<AudioError>,
+) -> Result<D, DataErrors> {
     if problems.is_empty() {
         return Ok(data);
     }
     if !opts.skip_bad {
         return Err(DataErrors(problems));
     }
-    data.skipped = problems;
+    *skipped(&mut data) = problems;
     Ok(data)
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::discover::{Entry, LooseRole, Source};
-use super::load::{DataErrors, LoadOptions, Loaded, LooseAudio, TrackAudio, load_entry};
+use super::load::{DataErrors, LoadOptions, Loaded, LooseAudio, TrackAudio, load_entry, settle};
 use crate::audio::cache::{AudioLoader, fnv1a};
 use crate::audio::{Audio, AudioError, Clip, FileAudio};
 
@@ -70,14 +70,7 @@ pub fn load_pool(
             Err(e) => problems.push(e),
         }
     }
-    if problems.is_empty() {
-        return Ok(data);
-    }
-    if !opts.skip_bad {
-        return Err(DataErrors(problems));
-    }
-    data.skipped = problems;
-    Ok(data)
+    settle(data, problems, opts, |d| &mut d.skipped)
 }
 
 /// An entry's clips (vocals then accompaniment for a track; one for a loose file).

@@ -688,9 +688,8 @@ pub fn dynamics(v: &Audio, a: &Audio, d: &Dynamics) -> (Audio, Audio) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::sampler::{Pools, sample, step_rng};
+    use super::super::sampler::{sample, step_rng};
     use super::*;
-    use crate::data::{LooseAudio, TrackAudio};
     use crate::synth;
 
     const RATE: u32 = 44_100;
@@ -956,24 +955,7 @@ mod tests {
 
     #[test]
     fn sampled_examples_keep_the_identity_with_every_op_on() {
-        let tracks = (0..3)
-            .map(|k| {
-                let t = synth::track(8000, 4.0, k);
-                TrackAudio {
-                    name: format!("t{k}"),
-                    split: None,
-                    vocals: t.vocals.into(),
-                    accompaniment: t.accompaniment.into(),
-                    source_rate: 8000,
-                }
-            })
-            .collect();
-        let loose = LooseAudio {
-            name: "v".into(),
-            audio: synth::track(8000, 2.0, 9).vocals.with_channels(1).into(),
-            source_rate: 8000,
-        };
-        let pools = Pools { tracks, vocals: vec![loose], instrumentals: Vec::new() };
+        let pools = crate::train::sampler::test_pools();
         for cfg in [all_on(), TrainConfig::default()] {
             let mut cfg = TrainConfig { chunk_seconds: 1.0, speed_percent: 5, ..cfg };
             cfg.stft.sample_rate = 8000;

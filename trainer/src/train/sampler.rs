@@ -219,30 +219,36 @@ fn voiced_start(src: &impl Chunks, len: usize, silence_db: f64, accept_silent: b
     start
 }
 
+/// Test pools at 8 kHz: three synthetic tracks and one loose mono vocal.
+#[cfg(test)]
+pub(crate) fn test_pools() -> Pools {
+    use crate::synth;
+    let tracks = (0..3)
+        .map(|k| {
+            let t = synth::track(8000, 4.0, k);
+            TrackAudio {
+                name: format!("t{k}"),
+                split: None,
+                vocals: t.vocals.into(),
+                accompaniment: t.accompaniment.into(),
+                source_rate: 8000,
+            }
+        })
+        .collect();
+    let loose = LooseAudio {
+        name: "v".into(),
+        audio: synth::track(8000, 2.0, 9).vocals.with_channels(1).into(),
+        source_rate: 8000,
+    };
+    Pools { tracks, vocals: vec![loose], instrumentals: Vec::new() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::synth;
 
     fn pools() -> Pools {
-        let tracks = (0..3)
-            .map(|k| {
-                let t = synth::track(8000, 4.0, k);
-                TrackAudio {
-                    name: format!("t{k}"),
-                    split: None,
-                    vocals: t.vocals.into(),
-                    accompaniment: t.accompaniment.into(),
-                    source_rate: 8000,
-                }
-            })
-            .collect();
-        let loose = LooseAudio {
-            name: "v".into(),
-            audio: synth::track(8000, 2.0, 9).vocals.with_channels(1).into(),
-            source_rate: 8000,
-        };
-        Pools { tracks, vocals: vec![loose], instrumentals: Vec::new() }
+        test_pools()
     }
 
     fn cfg() -> TrainConfig {
