@@ -118,38 +118,13 @@ impl Chunks for Audio {
 
 impl Chunks for Clip {
     fn sample_rate(&self) -> u32 {
-        Clip::sample_rate(self)
-    }
-    fn frames(&self) -> usize {
-        Clip::frames(self)
-    }
-    fn slice_padded(&self, start: usize, len: usize) -> Audio {
-        Clip::slice_padded(self, start, len)
-    }
-}
-
-impl From<Audio> for Clip {
-    fn from(a: Audio) -> Self {
-        Clip::Ram(a)
-    }
-}
-
-impl Clip {
-    pub fn sample_rate(&self) -> u32 {
         match self {
             Clip::Ram(a) => a.sample_rate,
             Clip::File(f) => f.sample_rate,
         }
     }
 
-    pub fn n_channels(&self) -> usize {
-        match self {
-            Clip::Ram(a) => a.n_channels(),
-            Clip::File(f) => f.n_channels,
-        }
-    }
-
-    pub fn frames(&self) -> usize {
+    fn frames(&self) -> usize {
         match self {
             Clip::Ram(a) => a.frames(),
             Clip::File(f) => f.frames,
@@ -158,7 +133,7 @@ impl Clip {
 
     /// Copy of frames `start..start + len`, zero-padded past the end (see
     /// [`Audio::slice_padded`]). Panics, naming the file, if a cache file cannot be read.
-    pub fn slice_padded(&self, start: usize, len: usize) -> Audio {
+    fn slice_padded(&self, start: usize, len: usize) -> Audio {
         match self {
             Clip::Ram(a) => a.slice_padded(start, len),
             Clip::File(f) => {
@@ -173,6 +148,21 @@ impl Clip {
             }
         }
     }
+}
+
+impl From<Audio> for Clip {
+    fn from(a: Audio) -> Self {
+        Clip::Ram(a)
+    }
+}
+
+impl Clip {
+    pub fn n_channels(&self) -> usize {
+        match self {
+            Clip::Ram(a) => a.n_channels(),
+            Clip::File(f) => f.n_channels,
+        }
+    }
 
     /// Sum of squares of channel `c` (stored for file clips, so reading it reads no samples).
     pub fn channel_energy(&self, c: usize) -> f64 {
@@ -180,11 +170,6 @@ impl Clip {
             Clip::Ram(a) => crate::data::pool::channel_energy(&a.channels[c]),
             Clip::File(f) => f.energy[c],
         }
-    }
-
-    /// The whole clip as an [`Audio`] buffer (a copy).
-    pub fn to_audio(&self) -> Audio {
-        self.slice_padded(0, self.frames())
     }
 
     /// The first `frames` frames (all of them when there are fewer); reads nothing.

@@ -27,6 +27,15 @@ pub fn resample(audio: &Audio, rate: u32) -> Result<Audio, String> {
     Ok(Audio { sample_rate: rate, channels })
 }
 
+/// `audio` played `factor` times faster, tempo and pitch together: its samples are declared
+/// to be at `round(rate · factor)` and resampled back to its rate (band-limited). The result
+/// has the same rate and about `frames / factor` frames.
+pub fn change_speed(mut audio: Audio, factor: f64) -> Result<Audio, String> {
+    let rate = audio.sample_rate;
+    audio.sample_rate = (f64::from(rate) * factor).round() as u32;
+    resample(&audio, rate)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{frames_bar, load_weights, load_worker_weights};
+use crate::audio::Chunks;
 use crate::audio::cache::AudioLoader;
 use crate::data::{DataSpec, LoadOptions, Source, discover_all, load_pool};
 use crate::eval::{evaluate, report};

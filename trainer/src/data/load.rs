@@ -41,20 +41,23 @@ impl TrackAudio {
     }
 }
 
-/// One loaded entry.
+/// One loaded entry; `S` holds the samples as in [`TrackAudio`].
 #[derive(Debug, Clone)]
-pub enum Loaded {
-    Track(TrackAudio),
-    Loose { name: String, role: LooseRole, audio: Audio, source_rate: u32 },
+pub enum Loaded<S = Audio> {
+    Track(TrackAudio<S>),
+    Loose { name: String, role: LooseRole, audio: S, source_rate: u32 },
 }
 
-impl Loaded {
+impl<S> Loaded<S> {
     pub fn source_rate(&self) -> u32 {
         match self {
             Loaded::Track(t) => t.source_rate,
             Loaded::Loose { source_rate, .. } => *source_rate,
         }
     }
+}
+
+impl Loaded {
     /// (channels, frames, seconds) of the loaded audio.
     pub fn shape(&self) -> (usize, usize, f64) {
         let a = match self {
@@ -65,14 +68,57 @@ impl Loaded {
     }
 }
 
-/// Everything loaded from the `--data` arguments.
-#[derive(Debug, Default)]
-pub struct LoadedData {
-    pub tracks: Vec<TrackAudio>,
-    pub vocals: Vec<LooseAudio>,
-    pub instrumentals: Vec<LooseAudio>,
+/// Everything loaded from the `--data` arguments; `S` holds the samples as in
+/// [`TrackAudio`].
+#[derive(Debug)]
+pub struct LoadedData<S = Audio> {
+    pub tracks: Vec<TrackAudio<S>>,
+    pub vocals: Vec<LooseAudio<S>>,
+    pub instrumentals: Vec<LooseAudio<S>>,
     /// Problems skipped under `--skip-bad` (empty otherwise).
     pub skipped: Vec<AudioError>,
+}
+
+impl<S> Default for LoadedData<S> {
+    fn default() -> Self {
+        Self { tracks: Vec::new(), vocals: Vec::new(), instrumentals: Vec::new(), skipped: Vec::new() }
+    }
+}
+
+impl<S> LoadedData<S> {
+    /// Loads every entry with `load`. Discovery problems and load failures are collected;
+    /// without `skip_bad` any problem fails the whole load (listing all of them), with it
+    /// they are returned in `skipped`.
+    pub(crate) fn collect(
+        entries: &[Entry],
+        discovery_problems: Vec<AudioError>,
+        opts: LoadOptions,
+        mut load: impl FnMut(&Entry) -> Result<Loaded<S>, AudioError>,
+    ) -> Result<Self, DataErrors> {
+        let mut data = Self::default();
+        let mut problems = discovery_problems;
+        for entry in entries {
+            match load(entry) {
+                Ok(Loaded::Track(t)) => data.tracks.push(t),
+                Ok(Loaded::Loose { name, role, audio, source_rate }) => {
+                    let loose = LooseAudio { name, audio, source_rate };
+                    match role {
+                        LooseRole::Vocals => data.vocals.push(loose),
+                        LooseRole::Instrumental => data.instrumentals.push(loose),
+                    }
+                }
+                Err(e) => problems.push(e),
+            }
+        }
+        if problems.is_empty() {
+            return Ok(data);
+        }
+        if !opts.skip_bad {
+            return Err(DataErrors(problems));
+        }
+        data.skipped = problems;
+        Ok(data)
+    }
 }
 
 /// A loose vocal or instrumental file, at the model rate.
@@ -173,47 +219,12 @@ fn aligned_track(
     }))
 }
 
-/// Loads every entry. Discovery problems and load failures are collected;
-/// without `skip_bad` any problem fails the whole load (listing all of them),
-/// with it they are returned in `skipped`.
+/// Loads every entry into RAM (see [`LoadedData::collect`] for problems).
 pub fn load_entries(
     entries: &[Entry],
     discovery_problems: Vec<AudioError>,
     loader: &AudioLoader,
     opts: LoadOptions,
 ) -> Result<LoadedData, DataErrors> {
-    let mut data = LoadedData::default();
-    let mut problems = discovery_problems;
-    for entry in entries {
-        match load_entry(entry, loader) {
-            Ok(Loaded::Track(t)) => data.tracks.push(t),
-            Ok(Loaded::Loose { name, role, audio, source_rate }) => {
-                let loose = LooseAudio { name, audio, source_rate };
-                match role {
-                    LooseRole::Vocals => data.vocals.push(loose),
-                    LooseRole::Instrumental => data.instrumentals.push(loose),
-                }
-            }
-            Err(e) => problems.push(e),
-        }
-    }
-    settle(data, problems, opts, |d| &mut d.skipped)
-}
-
-/// The end of a load: `data` when there were no problems; otherwise every problem as the
-/// error, or with `skip_bad` the data with the problems listed in its `skipped` field.
-pub(crate) fn settle<D>(
-    mut data: D,
-    problems: Vec<AudioError>,
-    opts: LoadOptions,
-    skipped: impl FnOnce(&mut D) -> &mut Vec<AudioError>,
-) -> Result<D, DataErrors> {
-    if problems.is_empty() {
-        return Ok(data);
-    }
-    if !opts.skip_bad {
-        return Err(DataErrors(problems));
-    }
-    *skipped(&mut data) = problems;
-    Ok(data)
+    LoadedData::collect(entries, discovery_problems, opts, |e| load_entry(e, loader))
 }

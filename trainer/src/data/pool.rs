@@ -14,22 +14,15 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::discover::{Entry, LooseRole, Source};
-use super::load::{DataErrors, LoadOptions, Loaded, LooseAudio, TrackAudio, load_entry, settle};
+use super::discover::{Entry, Source};
+use super::load::{DataErrors, LoadOptions, Loaded, LoadedData, TrackAudio, load_entry};
 use crate::audio::cache::{AudioLoader, fnv1a};
 use crate::audio::{Audio, AudioError, Clip, FileAudio};
 
 const MAGIC: &[u8; 8] = b"ISOLAP01";
 
 /// Training material: tracks and loose sources whose samples are [`Clip`]s.
-#[derive(Debug, Default)]
-pub struct PoolData {
-    pub tracks: Vec<TrackAudio<Clip>>,
-    pub vocals: Vec<LooseAudio<Clip>>,
-    pub instrumentals: Vec<LooseAudio<Clip>>,
-    /// Problems skipped under `--skip-bad` (empty otherwise).
-    pub skipped: Vec<AudioError>,
-}
+pub type PoolData = LoadedData<Clip>;
 
 /// Like [`super::load_entries`], but each entry's samples stay in its cache file (prepared
 /// there first when missing); without a cache folder they are held in RAM. Peak memory
@@ -40,50 +33,14 @@ pub fn load_pool(
     loader: &AudioLoader,
     opts: LoadOptions,
 ) -> Result<PoolData, DataErrors> {
-    let mut data = PoolData::default();
-    let mut problems = discovery_problems;
-    for entry in entries {
-        match pooled_entry(entry, loader) {
-            Ok(Pooled { clips, source_rate }) => {
-                let mut clips = clips.into_iter();
-                let (Some(first), second) = (clips.next(), clips.next()) else { continue };
-                match (&entry.source, second) {
-                    (Source::Loose(role, _), _) => {
-                        let loose = LooseAudio { name: entry.name.clone(), audio: first, source_rate };
-                        match role {
-                            LooseRole::Vocals => data.vocals.push(loose),
-                            LooseRole::Instrumental => data.instrumentals.push(loose),
-                        }
-                    }
-                    (_, Some(accompaniment)) => data.tracks.push(TrackAudio {
-                        name: entry.name.clone(),
-                        split: entry.split.clone(),
-                        vocals: first,
-                        accompaniment,
-                        source_rate,
-                    }),
-                    (_, None) => {
-                        problems.push(AudioError::new(Path::new(&entry.name), "pool entry has no accompaniment"))
-                    }
-                }
-            }
-            Err(e) => problems.push(e),
-        }
-    }
-    settle(data, problems, opts, |d| &mut d.skipped)
+    LoadedData::collect(entries, discovery_problems, opts, |e| pooled_entry(e, loader))
 }
 
-/// An entry's clips (vocals then accompaniment for a track; one for a loose file).
-struct Pooled {
-    clips: Vec<Clip>,
-    source_rate: u32,
-}
-
-fn pooled_entry(entry: &Entry, loader: &AudioLoader) -> Result<Pooled, AudioError> {
+fn pooled_entry(entry: &Entry, loader: &AudioLoader) -> Result<Loaded<Clip>, AudioError> {
     let Some(file) = pool_file(entry, loader)? else {
-        return Ok(to_pooled(load_entry(entry, loader)?, |a| Clip::Ram(a)));
+        return Ok(in_ram(load_entry(entry, loader)?));
     };
-    if let Ok(p) = open_file(&file) {
+    if let Ok(p) = open_file(&file, entry) {
         return Ok(p);
     }
     // The pool file is this entry's cache: decoding without the per-file cache keeps the
@@ -92,19 +49,26 @@ fn pooled_entry(entry: &Entry, loader: &AudioLoader) -> Result<Pooled, AudioErro
     if let Err(e) = write_file(&file, &loaded) {
         // A cache that cannot be written costs memory, not correctness: keep this entry in RAM.
         eprintln!("warning: cannot write pool cache {}: {e}", file.display());
-        return Ok(to_pooled(loaded, Clip::Ram));
+        return Ok(in_ram(loaded));
     }
     drop(loaded);
-    open_file(&file).map_err(|e| AudioError::new(&file, format!("cannot open the pool cache entry just written: {e}")))
+    open_file(&file, entry)
+        .map_err(|e| AudioError::new(&file, format!("cannot open the pool cache entry just written: {e}")))
 }
 
-fn to_pooled(loaded: Loaded, clip: impl Fn(Audio) -> Clip) -> Pooled {
-    let source_rate = loaded.source_rate();
-    let clips = match loaded {
-        Loaded::Track(t) => vec![clip(t.vocals), clip(t.accompaniment)],
-        Loaded::Loose { audio, .. } => vec![clip(audio)],
-    };
-    Pooled { clips, source_rate }
+fn in_ram(loaded: Loaded) -> Loaded<Clip> {
+    match loaded {
+        Loaded::Track(t) => Loaded::Track(TrackAudio {
+            name: t.name,
+            split: t.split,
+            vocals: Clip::Ram(t.vocals),
+            accompaniment: Clip::Ram(t.accompaniment),
+            source_rate: t.source_rate,
+        }),
+        Loaded::Loose { name, role, audio, source_rate } => {
+            Loaded::Loose { name, role, audio: Clip::Ram(audio), source_rate }
+        }
+    }
 }
 
 /// The cache file of `entry`, `None` without a cache folder.
@@ -159,9 +123,9 @@ fn write_file(path: &Path, loaded: &Loaded) -> Result<(), String> {
     isola_engine::tensor_file::write_bytes_atomic(path, &bytes).map_err(|e| e.to_string())
 }
 
-/// Opens a prepared entry and checks its header; `Err` (then it is rebuilt) for a missing,
-/// truncated or foreign file.
-fn open_file(path: &Path) -> Result<Pooled, String> {
+/// Opens the prepared file of `entry` and checks its header; `Err` (then it is rebuilt) for
+/// a missing, truncated or foreign file, or one whose clips do not fit the entry's kind.
+fn open_file(path: &Path, entry: &Entry) -> Result<Loaded<Clip>, String> {
     use std::io::Read;
     let bad = |what: &str| format!("{}: {what}", path.display());
     let file = fs::File::open(path).map_err(|e| bad(&e.to_string()))?;
@@ -206,5 +170,20 @@ fn open_file(path: &Path) -> Result<Pooled, String> {
     if at != file_len {
         return Err(bad("trailing bytes"));
     }
-    Ok(Pooled { clips, source_rate })
+    let mut clips = clips.into_iter();
+    match (&entry.source, clips.next(), clips.next()) {
+        (Source::Loose(role, _), Some(audio), None) => {
+            Ok(Loaded::Loose { name: entry.name.clone(), role: *role, audio, source_rate })
+        }
+        (Source::Stems { .. } | Source::StemMp4(_), Some(vocals), Some(accompaniment)) => {
+            Ok(Loaded::Track(TrackAudio {
+                name: entry.name.clone(),
+                split: entry.split.clone(),
+                vocals,
+                accompaniment,
+                source_rate,
+            }))
+        }
+        _ => Err(bad("clips do not fit the entry")),
+    }
 }

@@ -529,13 +529,8 @@ pub fn draw_backing(cfg: &TrainConfig, rng: &mut ChaCha8Rng) -> Option<BackingPa
 /// fade-out): backing vocals come and go. Linear in `v`.
 pub fn add_backing(v: &Audio, p: &BackingParams) -> Audio {
     let (rate, len) = (v.sample_rate, v.frames());
-    let mid: Vec<f32> = match v.channels.as_slice() {
-        [l, r] => l.iter().zip(r).map(|(a, b)| (a + b) * 0.5).collect(),
-        chs => (0..len).map(|i| chs.iter().map(|c| c[i]).sum::<f32>() / chs.len() as f32).collect(),
-    };
     let factor = 1.0 + f64::from(p.percent) / 100.0;
-    let source = Audio { sample_rate: (f64::from(rate) * factor).round() as u32, channels: vec![mid] };
-    let Ok(shifted) = crate::audio::resample::resample(&source, rate) else {
+    let Ok(shifted) = crate::audio::resample::change_speed(v.with_channels(1), factor) else {
         return v.clone(); // cannot happen for these rates; the lead alone is still valid
     };
     let mut copy = shifted.channels.into_iter().next().unwrap_or_default();

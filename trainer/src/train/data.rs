@@ -5,8 +5,8 @@ use rand::Rng;
 use super::config::TrainConfig;
 use super::sampler::{Pools, step_rng};
 use crate::audio::Audio;
-use crate::audio::Clip;
 use crate::audio::cache::AudioLoader;
+use crate::audio::{Chunks, Clip};
 use crate::data::{DataSpec, LoadOptions, PoolData, TrackAudio, discover_all, load_pool};
 
 /// Data for a run: training pools and validation tracks, at the model rate.

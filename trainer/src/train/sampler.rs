@@ -164,14 +164,8 @@ impl Speed {
         if self.percent == 0 {
             return src.slice_padded(start, len);
         }
-        let rate = src.sample_rate();
-        let mut part = src.slice_padded(start, self.span(len));
-        part.sample_rate = (f64::from(rate) * self.factor()).round() as u32;
-        match crate::audio::resample::resample(&part, rate) {
-            Ok(mut out) => {
-                out.sample_rate = rate;
-                out.slice_padded(0, len)
-            }
+        match crate::audio::resample::change_speed(src.slice_padded(start, self.span(len)), self.factor()) {
+            Ok(out) => out.slice_padded(0, len),
             // Cannot happen for the rates above; an unchanged chunk is still a valid example.
             Err(_) => src.slice_padded(start, len),
         }
