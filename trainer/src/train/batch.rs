@@ -2,7 +2,9 @@
 
 use candle_core::{Device, Tensor};
 use isola_engine::model::MaskNet;
+use rayon::prelude::*;
 
+use super::fused_loss::MaskL1;
 use super::sampler::Example;
 use isola_engine::StftConfig;
 use isola_engine::offline;
@@ -56,15 +58,16 @@ fn batch_tensors(examples: &[Example], stft: &StftConfig, device: &Device) -> an
     let mut out = Vec::with_capacity(3);
     for get in pick {
         let mut data = vec![0.0f32; b * frames * 2 * n];
-        for (i, e) in examples.iter().enumerate() {
+        // Examples in parallel: on a GPU the STFTs would otherwise bound the step time.
+        data.par_chunks_mut(frames * 2 * n).zip(examples).for_each(|(out, e)| {
             for c in 0..2 {
                 let mags = offline::magnitudes(stft, &get(e).channels[c]);
                 for t in 0..frames {
-                    let dst = ((i * frames + t) * 2 + c) * n;
-                    data[dst..dst + n].copy_from_slice(&mags[t * n..(t + 1) * n]);
+                    let dst = (t * 2 + c) * n;
+                    out[dst..dst + n].copy_from_slice(&mags[t * n..(t + 1) * n]);
                 }
             }
-        }
+        });
         out.push(Tensor::from_vec(data, (b, frames, 2, n), device)?);
     }
     Ok([out.remove(0), out.remove(0), out.remove(0)])
@@ -85,11 +88,28 @@ pub(super) fn loss(
     let t = mix.dim(1)?;
     anyhow::ensure!(t > lookahead, "chunk too short for the lookahead");
     let logits = net.forward_seq(mix)?.narrow(1, lookahead, t - lookahead)?;
-    let mask = candle_nn::ops::sigmoid(&logits)?;
-    let (mix, voc, acc) =
-        (mix.narrow(1, 0, t - lookahead)?, voc.narrow(1, 0, t - lookahead)?, acc.narrow(1, 0, t - lookahead)?);
-    let est_v = (&mask * &mix)?;
-    let est_a = (&mix - &est_v)?;
+    let [mix, voc, acc] = [mix, voc, acc].map(|x| x.narrow(1, 0, t - lookahead));
+    let (mix, voc, acc) = (mix?, voc?, acc?);
+    if logits.device().is_cpu() {
+        let op = MaskL1::new(&mix, &voc, &acc, bins, power)?;
+        return Ok(logits.contiguous()?.apply_op1(op)?);
+    }
+    Ok(mask_loss_elementary(&logits, &mix, &voc, &acc, bins, power)?)
+}
+
+/// The loss of mask logits `[B, T, C, n]` (see [`loss`]) from candle's elementary ops, on
+/// any device; on the CPU [`MaskL1`] computes the same in one pass.
+fn mask_loss_elementary(
+    logits: &Tensor,
+    mix: &Tensor,
+    voc: &Tensor,
+    acc: &Tensor,
+    bins: &Tensor,
+    power: f64,
+) -> candle_core::Result<Tensor> {
+    let mask = candle_nn::ops::sigmoid(logits)?;
+    let est_v = (&mask * mix)?;
+    let est_a = (mix - &est_v)?;
     // The small offset keeps the gradient of x^p finite at 0 for p < 1.
     let compress = |x: &Tensor| -> candle_core::Result<Tensor> {
         if power == 1.0 { Ok(x.clone()) } else { (x + 1e-8)?.powf(power) }
@@ -98,8 +118,8 @@ pub(super) fn loss(
     let masked_sum = |x: Tensor| -> candle_core::Result<Tensor> { x.broadcast_mul(bins)?.sum_all() };
     let l1 =
         |a: &Tensor, b: &Tensor| -> candle_core::Result<Tensor> { masked_sum((compress(a)? - compress(b)?)?.abs()?) };
-    let scale = (masked_sum(compress(&mix)?)? + 1e-8)?;
-    Ok(((l1(&est_v, &voc)? + l1(&est_a, &acc)?)? / scale)?)
+    let scale = (masked_sum(compress(mix)?)? + 1e-8)?;
+    (l1(&est_v, voc)? + l1(&est_a, acc)?)? / scale
 }
 
 /// Per-feature mean and 1/std of the network's log features over `examples`.
@@ -137,6 +157,37 @@ mod tests {
         let mut mixture = vocals.clone();
         mixture.add_assign(&accompaniment);
         Example { mixture, vocals, accompaniment, bandwidth_hz }
+    }
+
+    #[test]
+    fn the_fused_loss_matches_the_elementary_loss_and_its_gradient() {
+        use candle_core::Var;
+        let dev = Device::Cpu;
+        let (b, t, c, n) = (2, 5, 2, 9);
+        let len = b * t * c * n;
+        let data = |seed: u64, lo: f32| -> Tensor {
+            let v: Vec<f32> =
+                (0..len).map(|i| lo + ((i as u64 * 7919 + seed * 104_729) % 1000) as f32 / 1000.0).collect();
+            Tensor::from_vec(v, (b, t, c, n), &dev).unwrap()
+        };
+        let (mix, voc) = (data(1, 0.0), data(2, 0.0));
+        let acc = (&mix - &voc).unwrap().abs().unwrap();
+        let bins =
+            Tensor::from_vec((0..b * n).map(|i| (i % 3 != 0) as u8 as f32).collect(), (b, 1, 1, n), &dev).unwrap();
+        for power in [1.0, 0.5] {
+            let logits = Var::from_tensor(&data(3, -0.5).affine(4.0, 0.0).unwrap()).unwrap();
+            let fused = logits.as_tensor().apply_op1(MaskL1::new(&mix, &voc, &acc, &bins, power).unwrap()).unwrap();
+            let plain = mask_loss_elementary(logits.as_tensor(), &mix, &voc, &acc, &bins, power).unwrap();
+            let (f, p) = (fused.to_scalar::<f32>().unwrap(), plain.to_scalar::<f32>().unwrap());
+            assert!((f - p).abs() <= 1e-5 * p.abs(), "power {power}: loss {f} vs {p}");
+            let grad = |l: &Tensor| l.backward().unwrap().get(logits.as_tensor()).unwrap().flatten_all().unwrap();
+            let (gf, gp) = (grad(&fused).to_vec1::<f32>().unwrap(), grad(&plain).to_vec1::<f32>().unwrap());
+            let big = gp.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            assert!(big > 0.0);
+            for (x, y) in gf.iter().zip(&gp) {
+                assert!((x - y).abs() <= 1e-4 * big, "power {power}: gradient {x} vs {y} (largest {big})");
+            }
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod batch;
 pub mod checkpoint;
 pub mod config;
 mod data;
+mod fused_loss;
 pub mod log;
 pub mod optim;
 mod run;
@@ -25,7 +26,7 @@ use candle_core::Device;
 
 pub use self::data::{RunData, load_data};
 pub use self::run::run;
-pub use self::trainer::Trainer;
+pub use self::trainer::{StepTimes, Trainer};
 
 /// Paths inside a run folder.
 pub fn checkpoint_path(out: &Path) -> PathBuf {

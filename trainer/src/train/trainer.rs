@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Instant;
 
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
@@ -36,6 +37,25 @@ pub struct Trainer {
     data: RunData,
     val_examples: Vec<Example>,
     mixture_sdr: f64,
+    times: StepTimes,
+}
+
+/// Where one training step's wall time goes, in seconds: drawing and augmenting the
+/// examples, their STFT magnitudes, the forward pass with the loss, the backward pass,
+/// and the optimiser update. On a GPU the forward time includes waiting for the device.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepTimes {
+    pub sample_s: f64,
+    pub stft_s: f64,
+    pub forward_s: f64,
+    pub backward_s: f64,
+    pub optimiser_s: f64,
+}
+
+impl StepTimes {
+    pub fn total_s(&self) -> f64 {
+        self.sample_s + self.stft_s + self.forward_s + self.backward_s + self.optimiser_s
+    }
 }
 
 /// Where a [`Trainer`]'s variables come from.
@@ -124,20 +144,46 @@ impl Trainer {
                 })
                 .collect::<Vec<_>>(),
         );
-        Ok(Self { cfg, state, device, varmap, net, opt, stft, data, val_examples, mixture_sdr })
+        Ok(Self {
+            cfg,
+            state,
+            device,
+            varmap,
+            net,
+            opt,
+            stft,
+            data,
+            val_examples,
+            mixture_sdr,
+            times: StepTimes::default(),
+        })
     }
 
-    /// One optimiser step; returns (loss, gradient norm).
+    /// One optimiser step; returns (loss, gradient norm). Its phases' wall times are
+    /// [`Trainer::last_step_times`].
     pub fn step(&mut self) -> anyhow::Result<(f64, f64)> {
+        let mut clock = Instant::now();
+        let mut lap = || std::mem::replace(&mut clock, Instant::now()).elapsed().as_secs_f64();
         let mut rng = step_rng(self.cfg.seed, self.state.step);
         let examples: Vec<Example> =
             (0..self.cfg.batch_size).map(|_| sample(&self.data.pools, &self.cfg, &mut rng)).collect();
+        let sample_s = lap();
         let batch = batch(&examples, &self.stft, self.cfg.band_limited_loss, &self.device)?;
+        let stft_s = lap();
         let loss = loss(&self.net, &batch, self.cfg.lookahead, self.cfg.loss_power)?;
+        let loss_value = f64::from(loss.to_scalar::<f32>()?);
+        let forward_s = lap();
         let grads = loss.backward()?;
+        let backward_s = lap();
         let norm = self.opt.step(&grads, self.cfg.lr_at(self.state.step as usize), self.cfg.grad_clip)?;
+        self.times = StepTimes { sample_s, stft_s, forward_s, backward_s, optimiser_s: lap() };
         self.state.step += 1;
-        Ok((f64::from(loss.to_scalar::<f32>()?), norm))
+        Ok((loss_value, norm))
+    }
+
+    /// Wall times of the last [`Trainer::step`]'s phases.
+    pub fn last_step_times(&self) -> StepTimes {
+        self.times
     }
 
     /// Mean loss over the fixed validation chunks.
