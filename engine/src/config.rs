@@ -48,6 +48,8 @@ pub enum ConfigError {
     Layers(usize),
     #[error("lookahead {0} frames is more than the allowed 16")]
     Lookahead(usize),
+    #[error("feature floor {0} dB must be within -160..=-40 dB")]
+    FeatureFloor(i32),
 }
 
 /// Analysis/synthesis window pair.
@@ -249,19 +251,36 @@ pub struct ModelConfig {
     /// Future frames the network may see: the mask for frame t is produced after frame
     /// t + lookahead arrives, adding `lookahead * hop` samples of latency.
     pub lookahead: usize,
+    /// The magnitude floor of the input feature `ln(|X| + floor)`, in dB re 1 (a
+    /// full-scale sine's bin is about −6 dB); see [`crate::features`]. Weights written before
+    /// it existed read as [`features::LEGACY_FLOOR_DB`](crate::features::LEGACY_FLOOR_DB).
+    #[serde(default = "crate::features::legacy_floor_db")]
+    pub feature_floor_db: i32,
 }
 
 impl ModelConfig {
     /// The default in-thread model: 3 GRU layers of 128, about 0.6 M parameters on the
     /// default grid.
     pub fn light(stft: &StftConfig) -> Self {
-        Self { channels: 2, n_bins: stft.n_bins(), hidden: 128, gru_layers: 3, lookahead: 0 }
+        Self {
+            channels: 2,
+            n_bins: stft.n_bins(),
+            hidden: 128,
+            gru_layers: 3,
+            lookahead: 0,
+            feature_floor_db: crate::features::DEFAULT_FLOOR_DB,
+        }
     }
 
     /// The default worker model: same grid and lookahead, 3 GRU layers of 256 (about 1.8 M
     /// parameters on the default grid). Runs off the audio thread only.
     pub fn worker(stft: &StftConfig) -> Self {
         Self { hidden: 256, ..Self::light(stft) }
+    }
+
+    /// The linear magnitude floor of the input feature (from `feature_floor_db`).
+    pub fn feature_floor(&self) -> f32 {
+        crate::features::floor_magnitude(self.feature_floor_db)
     }
 
     /// Input (and output) features: `channels * n_bins`.
@@ -281,6 +300,9 @@ impl ModelConfig {
         }
         if self.lookahead > 16 {
             return Err(ConfigError::Lookahead(self.lookahead));
+        }
+        if !(-160..=-40).contains(&self.feature_floor_db) {
+            return Err(ConfigError::FeatureFloor(self.feature_floor_db));
         }
         Ok(())
     }
@@ -359,6 +381,7 @@ mod tests {
         );
         assert_eq!(ModelConfig { channels: 1, ..model }.validate(), Err(ConfigError::Channels(1)));
         assert_eq!(ModelConfig { gru_layers: 0, ..model }.validate(), Err(ConfigError::Layers(0)));
+        assert_eq!(ModelConfig { feature_floor_db: -20, ..model }.validate(), Err(ConfigError::FeatureFloor(-20)));
     }
 
     #[test]
@@ -366,9 +389,14 @@ mod tests {
         let stft = StftConfig { window: Window::Hann, ..StftConfig::default() };
         let json = serde_json::to_string(&stft).unwrap();
         assert_eq!(serde_json::from_str::<StftConfig>(&json).unwrap(), stft);
-        let model = ModelConfig { lookahead: 2, ..ModelConfig::light(&stft) };
+        let model = ModelConfig { lookahead: 2, feature_floor_db: -80, ..ModelConfig::light(&stft) };
         let json = serde_json::to_string(&model).unwrap();
         assert_eq!(serde_json::from_str::<ModelConfig>(&json).unwrap(), model);
+        // Weights from before the floor was a setting used the legacy floor.
+        let old = json.replace(",\"feature_floor_db\":-80", "");
+        assert!(!old.contains("floor"), "{old}");
+        let read = serde_json::from_str::<ModelConfig>(&old).unwrap();
+        assert_eq!(read, ModelConfig { feature_floor_db: crate::features::LEGACY_FLOOR_DB, ..model });
     }
 
     #[test]

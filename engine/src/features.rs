@@ -1,14 +1,32 @@
-//! The network's input feature, `ln(|X| + eps)`: defined here once. The real-time port
+//! The network's input feature, `ln(|X| + floor)`: defined here once. The real-time port
 //! calls [`log_magnitude`]; the candle model's tensor form (training, worker) is
-//! `model::log_magnitudes`, which uses the same [`MAG_EPS`].
+//! `model::log_magnitudes`; both take the floor from the weights' `ModelConfig`.
+//!
+//! The floor keeps silent bins finite and constant. It also sets how much the features move
+//! when silence turns into a noise floor (16-bit quantisation, or a −100 dBFS hiss), whose
+//! bins lie around −130 dB with the default 1008-sample window: the larger the floor, the
+//! smaller the relative change of the silent bins' features.
 
-/// Added to magnitudes before the log: -100 dB, below any real signal's bin level but far
-/// from f32's limits, so silence gives a finite, constant feature.
-pub const MAG_EPS: f32 = 1e-5;
+/// The floor of weights written before it was a setting: −100 dB (1e-5).
+pub const LEGACY_FLOOR_DB: i32 = -100;
+/// The floor of new models: the shipped weights' (−100 dB, 1e-5) until weights trained
+/// with another one replace them.
+pub const DEFAULT_FLOOR_DB: i32 = LEGACY_FLOOR_DB;
 
-/// Feature of one STFT magnitude (window-normalised, so a full-scale sine peaks near 0.5).
-/// Uses the audio thread's vectorisable `ln` (`rt::math::ln`, tested against `f64::ln`).
+/// Serde default of `ModelConfig::feature_floor_db`: weights without it used the legacy floor.
+pub fn legacy_floor_db() -> i32 {
+    LEGACY_FLOOR_DB
+}
+
+/// The linear magnitude of a floor in dB.
+pub fn floor_magnitude(floor_db: i32) -> f32 {
+    10f32.powf(floor_db as f32 / 20.0)
+}
+
+/// Feature of one STFT magnitude (window-normalised, so a full-scale sine peaks near 0.5),
+/// with `floor` from [`floor_magnitude`]. Uses the audio thread's vectorisable `ln`
+/// (`rt::math::ln`, tested against `f64::ln`). Any thread.
 #[inline(always)]
-pub fn log_magnitude(mag: f32) -> f32 {
-    crate::rt::math::ln(mag + MAG_EPS)
+pub fn log_magnitude(mag: f32, floor: f32) -> f32 {
+    crate::rt::math::ln(mag + floor)
 }

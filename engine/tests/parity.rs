@@ -46,6 +46,16 @@ fn rt_matches_candle_for_200_plus_frames() {
     for (seed, model) in [
         (3, ModelConfig::light(&common::grid_1024())),
         (4, ModelConfig { hidden: 64, gru_layers: 2, lookahead: 2, ..ModelConfig::light(&common::grid_1024()) }),
+        // Another feature floor: both paths take it from the weights.
+        (
+            5,
+            ModelConfig {
+                hidden: 32,
+                gru_layers: 1,
+                feature_floor_db: -60,
+                ..ModelConfig::light(&common::grid_1024())
+            },
+        ),
     ] {
         let weights = random_weights(model, common::grid_1024(), seed);
         let mags = random_mags(FRAMES, model.features(), seed);

@@ -79,7 +79,9 @@ fn eval_scores_model_and_baselines_and_writes_reports() {
     write_wav(&d.path().join("data/train/x/vocals.wav"), &t.vocals).unwrap();
     write_wav(&d.path().join("data/train/x/accompaniment.wav"), &t.accompaniment).unwrap();
     let out = d.path().join("eval");
-    let (ok, log) = isola(&["eval", "-q", "--data", s(&d.path().join("data")), "--split", "test", "--out", s(&out)]);
+    let data = d.path().join("data");
+    let (ok, log) =
+        isola(&["eval", "-q", "--data", s(&data), "--split", "test", "--input-bits", "16", "--out", s(&out)]);
     assert!(ok, "{log}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
@@ -89,8 +91,14 @@ fn eval_scores_model_and_baselines_and_writes_reports() {
     let sdr = |m: &str| summary.iter().find(|x| x["method"] == m).unwrap()["vocals_sdr"].as_f64().unwrap();
     assert!(sdr("oracle IRM") > sdr("mixture") + 6.0, "{log}");
     assert!(sdr("isola").is_finite() && sdr("mid/side").is_finite());
+    // The quantised input is a different signal: its own row, scored, close to the float one.
+    assert_ne!(sdr("isola, 16-bit input"), sdr("isola"));
+    assert!((sdr("isola, 16-bit input") - sdr("isola")).abs() < 3.0, "{log}");
     let md = std::fs::read_to_string(out.join("eval.md")).unwrap();
     assert!(md.contains("| oracle IRM |") && md.contains("test/t1"), "{md}");
+    assert!(md.contains("| isola | isola, 16-bit input | mixture |"), "{md}");
+    let (ok, log) = isola(&["eval", "-q", "--data", s(&data), "--input-bits", "8", "--out", s(&out)]);
+    assert!(!ok && log.contains("--input-bits") && log.contains("16, 24"), "{log}");
     let png = std::fs::read(out.join("eval.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");
 }

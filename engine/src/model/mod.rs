@@ -4,7 +4,7 @@
 //!
 //! Architecture (per frame, `F = channels · n_bins`, `H = hidden`):
 //! ```text
-//! mag [B, T, C, n_bins] ─ln(·+eps)─ (x − input_mean) · input_scale ─ fc1 ─ tanh ─► a [B, T, H]
+//! mag [B, T, C, n_bins] ─ln(·+floor)─ (x − input_mean) · input_scale ─ fc1 ─ tanh ─► a [B, T, H]
 //! a ─ GRU 0 ─ … ─ GRU L−1 ─► g [B, T, H]              (unidirectional: causal)
 //! [a, g] [B, T, 2H] ─ fc2 ─ relu ─ fc3 ─► logits [B, T, C, n_bins]      mask = sigmoid(logits)
 //! ```
@@ -20,7 +20,6 @@ use candle_nn::{Init, Linear, Module, VarBuilder, VarMap};
 
 use crate::config::tensor_names::{self as names, BIAS_HH, BIAS_IH, FC1, FC2, FC3, WEIGHT_HH, WEIGHT_IH};
 use crate::config::{ModelConfig, StftConfig};
-use crate::features::MAG_EPS;
 use crate::weights::{self, Provenance, Weights, WeightsError};
 
 /// One unidirectional GRU layer with PyTorch's gate order (r, z, n).
@@ -135,7 +134,7 @@ impl MaskNet {
     /// `mag [B, T, C, n_bins]` → `[B, T, F]` normalised log features.
     fn features(&self, mag: &Tensor) -> Result<Tensor> {
         let (b, t, c, n) = mag.dims4()?;
-        let x = log_magnitudes(mag)?.reshape((b, t, c * n))?;
+        let x = log_magnitudes(mag, self.config.feature_floor())?.reshape((b, t, c * n))?;
         x.broadcast_sub(&self.input_mean)?.broadcast_mul(&self.input_scale)
     }
 
@@ -176,10 +175,11 @@ impl MaskNet {
     }
 }
 
-/// The network's input feature `ln(|X| + eps)` (`features::log_magnitude`) of every
-/// element of `mag` (linear STFT magnitudes, any shape).
-pub fn log_magnitudes(mag: &Tensor) -> Result<Tensor> {
-    (mag + MAG_EPS as f64)?.log()
+/// The network's input feature `ln(|X| + floor)` (`features::log_magnitude`) of every
+/// element of `mag` (linear STFT magnitudes, any shape); `floor` is
+/// `ModelConfig::feature_floor`.
+pub fn log_magnitudes(mag: &Tensor, floor: f32) -> Result<Tensor> {
+    (mag + f64::from(floor))?.log()
 }
 
 /// A `VarBuilder` over loaded weights, to build a [`MaskNet`] that computes exactly what

@@ -31,6 +31,8 @@ pub struct RtMaskNet {
     stft: StftConfig,
     provenance: Provenance,
     kernels: Kernels,
+    /// `ModelConfig::feature_floor`, computed once.
+    floor: f32,
     input_mean: Vec<f32>,
     input_scale: Vec<f32>,
     fc1_w: Vec<f32>,
@@ -70,6 +72,7 @@ impl RtMaskNet {
             stft: weights.meta.stft,
             provenance: weights.meta.provenance.clone(),
             kernels: Kernels::detect(),
+            floor: model.feature_floor(),
             input_mean: t(names::INPUT_MEAN),
             input_scale: t(names::INPUT_SCALE),
             fc1_w: t(&names::linear(FC1, WEIGHT)),
@@ -141,7 +144,7 @@ impl RtMaskNet {
     fn step_body<const FMA: bool>(&mut self, mags: &[f32], logits: &mut [f32]) -> bool {
         let h = self.model.hidden;
         for (((z, &m), &mean), &scale) in self.z.iter_mut().zip(mags).zip(&self.input_mean).zip(&self.input_scale) {
-            *z = (log_magnitude(m) - mean) * scale;
+            *z = (log_magnitude(m, self.floor) - mean) * scale;
         }
         let (a, top) = self.a_cat.split_at_mut(h);
         matvec_body::<FMA>(&self.fc1_w, &self.z, &self.fc1_b, a);

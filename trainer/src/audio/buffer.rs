@@ -73,6 +73,19 @@ impl Audio {
     }
 
     /// Scales every sample by `gain`.
+    /// The samples as a `bits`-bit integer file stores them (2..=24): clamped to ±1, scaled
+    /// by `2^(bits−1) − 1` and rounded to the nearest step, no dither. 16-bit WAV writing
+    /// uses this rule; `isola eval --input-bits` feeds the model mixtures quantised by it.
+    pub fn quantized(&self, bits: u32) -> Audio {
+        let full = quantizer_full_scale(bits);
+        let channels = self
+            .channels
+            .iter()
+            .map(|c| c.iter().map(|x| (x.clamp(-1.0, 1.0) * full).round() / full).collect())
+            .collect();
+        Audio { sample_rate: self.sample_rate, channels }
+    }
+
     pub fn scale(&mut self, gain: f32) {
         self.channels.iter_mut().flatten().for_each(|x| *x *= gain);
     }
@@ -93,6 +106,12 @@ impl Audio {
             .collect();
         Audio { sample_rate: self.sample_rate, channels }
     }
+}
+
+/// Largest code of a `bits`-bit signed sample, as a float: `2^(bits−1) − 1`.
+pub(crate) fn quantizer_full_scale(bits: u32) -> f32 {
+    assert!((2..=24).contains(&bits), "quantiser width {bits} outside 2..=24 bits");
+    ((1u32 << (bits - 1)) - 1) as f32
 }
 
 #[cfg(test)]

@@ -36,10 +36,10 @@ pub fn write_wav_i16(path: &Path, audio: &Audio) -> Result<(), AudioError> {
         sample_format: hound::SampleFormat::Int,
     };
     let mut w = hound::WavWriter::create(path, spec).map_err(|e| err(&e))?;
-    for i in 0..audio.frames() {
-        for ch in &audio.channels {
-            let s = (ch[i].clamp(-1.0, 1.0) * 32767.0).round() as i16;
-            w.write_sample(s).map_err(|e| err(&e))?;
+    let (q, full) = (audio.quantized(16), super::buffer::quantizer_full_scale(16));
+    for i in 0..q.frames() {
+        for ch in &q.channels {
+            w.write_sample((ch[i] * full).round() as i16).map_err(|e| err(&e))?;
         }
     }
     w.finalize().map_err(|e| err(&e))

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use clap::builder::TypedValueParser as _;
 
 use super::{frames_bar, load_weights, load_worker_weights};
 use crate::audio::Chunks;
@@ -35,6 +36,10 @@ pub struct EvalArgs {
     /// Decoded-audio cache folder (speeds up repeated runs).
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
+    /// Also score the model on the mixture quantised to 16 or 24 bits (as an integer file
+    /// holds it; no dither), against the same references: the row "isola, N-bit input".
+    #[arg(long, value_name = "BITS", value_parser = clap::builder::PossibleValuesParser::new(["16", "24"]).map(|s| s.parse::<u32>().expect("a listed value")))]
+    pub input_bits: Option<u32>,
     /// Skip unreadable or inconsistent tracks (listed) instead of failing.
     #[arg(long)]
     pub skip_bad: bool,
@@ -79,7 +84,7 @@ pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
         }
     }
     let bar = frames_bar(tracks.iter().map(|t| t.vocals.frames() as u64).sum(), args.quiet);
-    let result = evaluate(&tracks, &sets, &weights, worker.as_ref(), &bar)?;
+    let result = evaluate(&tracks, &sets, &weights, worker.as_ref(), args.input_bits, &bar)?;
     bar.finish_and_clear();
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;

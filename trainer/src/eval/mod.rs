@@ -72,16 +72,32 @@ pub struct EvalReport {
 }
 
 /// The methods of a report, in table order.
-pub fn methods(with_worker: bool) -> Vec<&'static str> {
+pub fn methods(with_worker: bool, input_bits: Option<u32>) -> Vec<&'static str> {
     let mut m = METHODS.to_vec();
     if with_worker {
         m.insert(1, WORKER_METHOD);
     }
+    if let Some(bits) = input_bits {
+        m.insert(1, quantized_method(bits));
+    }
     m
 }
 
+/// Input widths `isola eval --input-bits` accepts.
+pub const INPUT_BITS: [u32; 2] = [16, 24];
+
+/// The row of `isola eval --input-bits N`: the model fed the mixture quantised to N bits,
+/// as a user's integer file gives it; the scores are against the same float references.
+fn quantized_method(bits: u32) -> &'static str {
+    match bits {
+        16 => "isola, 16-bit input",
+        _ => "isola, 24-bit input",
+    }
+}
+
 /// Scores every method on every track (plus the worker path when `worker` weights are
-/// given); `sets[i]` names the data set of `tracks[i]`; `bar` advances by track frames.
+/// given, and the model on the mixture quantised to `input_bits`, one of [`INPUT_BITS`]);
+/// `sets[i]` names the data set of `tracks[i]`; `bar` advances by track frames.
 /// Tracks may live in RAM or in cache files (`data::pool`): one track at a time is read
 /// into memory.
 pub fn evaluate<S: Chunks>(
@@ -89,9 +105,13 @@ pub fn evaluate<S: Chunks>(
     sets: &[String],
     weights: &Weights,
     worker: Option<&Weights>,
+    input_bits: Option<u32>,
     bar: &ProgressBar,
 ) -> anyhow::Result<EvalReport> {
     anyhow::ensure!(sets.len() == tracks.len(), "one data-set name per track");
+    if let Some(bits) = input_bits {
+        anyhow::ensure!(INPUT_BITS.contains(&bits), "input bits must be one of {INPUT_BITS:?}, got {bits}");
+    }
     let mut results = Vec::with_capacity(tracks.len());
     for (t, set) in tracks.iter().zip(sets) {
         bar.set_message(t.name.clone());
@@ -113,6 +133,10 @@ pub fn evaluate<S: Chunks>(
         if let Some(w) = worker {
             candidates.insert(1, (WORKER_METHOD, Some(separate_with(weights, Some(w), &mix, None)?), ""));
         }
+        if let Some(bits) = input_bits {
+            let stems = separate(weights, &mix.quantized(bits), None)?;
+            candidates.insert(1, (quantized_method(bits), Some(stems), ""));
+        }
         let methods = candidates
             .into_iter()
             .map(|(method, stems, why_none)| match stems {
@@ -133,7 +157,7 @@ pub fn evaluate<S: Chunks>(
         });
         bar.inc(t.vocals.frames() as u64);
     }
-    let names = methods(worker.is_some());
+    let names = methods(worker.is_some(), input_bits);
     let summary = names.iter().map(|&m| summarise(m, results.iter())).collect();
     let mut set_names: Vec<&String> = Vec::new();
     for s in sets {

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use plotters::prelude::*;
 
-use super::{EvalReport, methods};
+use super::EvalReport;
 use crate::plot::ensure_font;
 
 /// `12.34`, or `-` for NaN.
@@ -54,7 +54,7 @@ pub fn markdown(r: &EvalReport) -> String {
         summary_table(&mut s, &set.summary);
     }
     let _ = writeln!(s, "\n## Vocals SDR per track\n");
-    let names = methods(r.summary.iter().any(|m| m.method == super::WORKER_METHOD));
+    let names: Vec<&str> = r.summary.iter().map(|m| m.method).collect();
     let _ = writeln!(s, "| set | track | seconds | rate | {} |", names.join(" | "));
     let _ = writeln!(s, "|---|---|---:|---:|{}", "---:|".repeat(names.len()));
     for t in &r.tracks {

@@ -15,7 +15,8 @@
 //!
 //! Chain order, the signal flow of a mix (and the order of the draws, which is part of a
 //! seed's random stream): backing vocals; per stem (vocals, then accompaniment): stereo
-//! placement, EQ, reverb; band-limiting of the accompaniment; mix-bus dynamics.
+//! placement, EQ, reverb; band-limiting of the accompaniment; mix-bus dynamics; the
+//! delivery format's noise floor.
 
 use std::cell::RefCell;
 use std::f64::consts::{FRAC_PI_4, PI, SQRT_2};
@@ -28,8 +29,8 @@ use super::config::TrainConfig;
 use crate::audio::Audio;
 
 /// The config keys of the augmentations' probabilities (0 = off, nothing drawn).
-pub const PROBABILITY_KEYS: [&str; 6] =
-    ["eq_prob", "reverb_prob", "stereo_prob", "dynamics_prob", "band_limit_prob", "backing_prob"];
+pub const PROBABILITY_KEYS: [&str; 7] =
+    ["eq_prob", "reverb_prob", "stereo_prob", "dynamics_prob", "band_limit_prob", "backing_prob", "noise_floor_prob"];
 
 /// Applies the enabled ops to one example's stereo stems (see the module docs for the order).
 /// Draws nothing when every op is off.
@@ -55,12 +56,22 @@ pub fn augment(vocals: &mut Audio, accompaniment: &mut Audio, cfg: &TrainConfig,
         let (v, a) = dynamics(vocals, accompaniment, &d);
         (*vocals, *accompaniment) = (v, a);
     }
+    if let Some(n) = draw_noise_floor(cfg, rng) {
+        *accompaniment = noise_floor(vocals, accompaniment, n);
+    }
 }
 
 /// Checks the augmentation keys of `cfg` (called by `TrainConfig::validate`).
 pub fn validate(cfg: &TrainConfig) -> anyhow::Result<()> {
-    let probs =
-        [cfg.eq_prob, cfg.reverb_prob, cfg.stereo_prob, cfg.dynamics_prob, cfg.band_limit_prob, cfg.backing_prob];
+    let probs = [
+        cfg.eq_prob,
+        cfg.reverb_prob,
+        cfg.stereo_prob,
+        cfg.dynamics_prob,
+        cfg.band_limit_prob,
+        cfg.backing_prob,
+        cfg.noise_floor_prob,
+    ];
     for (name, p) in PROBABILITY_KEYS.into_iter().zip(probs) {
         anyhow::ensure!((0.0..=1.0).contains(&p), "{name} must be a probability in [0, 1], got {p}");
     }
@@ -73,6 +84,7 @@ pub fn validate(cfg: &TrainConfig) -> anyhow::Result<()> {
         ("clip_drive_db", cfg.clip_drive_db, 0.0),
         ("band_limit_hz", cfg.band_limit_hz, 100.0),
         ("backing_db", cfg.backing_db, f64::NEG_INFINITY),
+        ("noise_floor_dbfs", cfg.noise_floor_dbfs, -200.0),
     ];
     for (name, (lo, hi), min) in ranges {
         anyhow::ensure!(lo.is_finite() && hi.is_finite() && lo <= hi, "{name} must be (low, high), got ({lo}, {hi})");
@@ -681,6 +693,54 @@ pub fn dynamics(v: &Audio, a: &Audio, d: &Dynamics) -> (Audio, Audio) {
     (apply_gain(v, &g), apply_gain(a, &g))
 }
 
+// ---------------------------------------------------------------------------------------
+// Noise floor of the delivery format
+
+/// What [`noise_floor`] adds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NoiseFloor {
+    /// The error of rounding the mixture to 16-bit integers (no dither), as a 16-bit file
+    /// of it holds.
+    Quantize16,
+    /// White noise of this RMS (linear, full scale 1), independent per channel, from `seed`.
+    White { rms: f32, seed: u64 },
+}
+
+pub fn draw_noise_floor(cfg: &TrainConfig, rng: &mut ChaCha8Rng) -> Option<NoiseFloor> {
+    if !enabled(cfg.noise_floor_prob, rng) {
+        return None;
+    }
+    let white = rng.random::<bool>();
+    let rms = db_to_gain(uniform(rng, cfg.noise_floor_dbfs)) as f32;
+    let seed = rng.random::<u64>();
+    Some(if white { NoiseFloor::White { rms, seed } } else { NoiseFloor::Quantize16 })
+}
+
+/// The accompaniment `a` plus the noise floor `n` of the mixture `v + a`: the mixture then
+/// is the quantised (or noisy) signal, and still `vocals + accompaniment`.
+pub fn noise_floor(v: &Audio, a: &Audio, n: NoiseFloor) -> Audio {
+    let mut out = a.clone();
+    match n {
+        NoiseFloor::Quantize16 => {
+            let mut mix = v.clone();
+            mix.add_assign(a);
+            let q = mix.quantized(16);
+            for ((o, q), m) in out.channels.iter_mut().zip(&q.channels).zip(&mix.channels) {
+                o.iter_mut().zip(q).zip(m).for_each(|((o, q), m)| *o += q - m);
+            }
+        }
+        NoiseFloor::White { rms, seed } => {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            // Uniform noise of variance rms²: amplitude rms·√3.
+            let amp = rms * 3f32.sqrt();
+            for o in &mut out.channels {
+                o.iter_mut().for_each(|x| *x += amp * rng.random_range(-1.0f32..1.0));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::sampler::{sample, step_rng};
@@ -698,6 +758,7 @@ mod tests {
             dynamics_prob: 0.0,
             band_limit_prob: 0.0,
             backing_prob: 0.0,
+            noise_floor_prob: 0.0,
             ..TrainConfig::default()
         }
     }
@@ -711,6 +772,7 @@ mod tests {
             dynamics_prob: 1.0,
             band_limit_prob: 1.0,
             backing_prob: 1.0,
+            noise_floor_prob: 1.0,
             ..TrainConfig::default()
         }
     }
@@ -776,6 +838,9 @@ mod tests {
     fn op_dynamics(v: &Audio, a: &Audio, c: &TrainConfig, r: &mut ChaCha8Rng) -> Option<(Audio, Audio)> {
         draw_dynamics(c, r).map(|d| dynamics(v, a, &d))
     }
+    fn op_noise_floor(v: &Audio, a: &Audio, c: &TrainConfig, r: &mut ChaCha8Rng) -> Option<(Audio, Audio)> {
+        draw_noise_floor(c, r).map(|n| (v.clone(), noise_floor(v, a, n)))
+    }
 
     /// Sets an op's probability.
     type Set = fn(&mut TrainConfig, f64);
@@ -789,6 +854,7 @@ mod tests {
             ("band_limit", op_band_limit as Op, (|c, p| c.band_limit_prob = p) as Set),
             ("backing", op_backing as Op, (|c, p| c.backing_prob = p) as Set),
             ("dynamics", op_dynamics as Op, (|c, p| c.dynamics_prob = p) as Set),
+            ("noise_floor", op_noise_floor as Op, (|c, p| c.noise_floor_prob = p) as Set),
         ]
     }
 
@@ -806,13 +872,37 @@ mod tests {
                 // sampler forms); the tests below show that sum is the processed mixture.
                 assert_eq!(sum(&v2, &a2).first_non_finite(), None);
                 let changed = rel_err(&v2, &v).max(rel_err(&a2, &a));
-                assert!(changed > 1e-3, "{name} (seed {seed}) left the stems alone: {changed}");
+                // A noise floor is meant to be tiny (see the op's own test).
+                let least = if name == "noise_floor" { 1e-7 } else { 1e-3 };
+                assert!(changed > least, "{name} (seed {seed}) left the stems alone: {changed}");
                 // `augment` with only this op on does exactly this.
                 let (mut v3, mut a3) = (v.clone(), a.clone());
                 augment(&mut v3, &mut a3, &cfg, &mut step_rng(seed, 1));
                 assert_eq!((v3, a3), (v2, a2), "{name}");
             }
         }
+    }
+
+    #[test]
+    fn the_noise_floor_makes_the_mixture_a_16_bit_signal_or_adds_white_noise_at_its_level() {
+        let (v, a) = stems(RATE, 3);
+        let mix = sum(&v, &a);
+        let a2 = noise_floor(&v, &a, NoiseFloor::Quantize16);
+        let m2 = sum(&v, &a2);
+        let q = mix.quantized(16);
+        // Exactly on the 16-bit grid but for the float rounding of v + (a + error).
+        assert!(rel_err(&m2, &q) < 1e-5, "{}", rel_err(&m2, &q));
+        assert!(rel_err(&a2, &a) > 0.0);
+
+        let level_want = 1e-5f32; // −100 dBFS
+        let a3 = noise_floor(&v, &a, NoiseFloor::White { rms: level_want, seed: 7 });
+        for (x, y) in a3.channels.iter().zip(&a.channels) {
+            let noise: Vec<f32> = x.iter().zip(y).map(|(x, y)| x - y).collect();
+            let level = rms(&noise) as f32;
+            assert!((level / level_want - 1.0).abs() < 0.1, "noise RMS {level} for {level_want}");
+        }
+        assert_ne!(a3.channels[0][..100], a3.channels[1][..100], "independent channels");
+        assert_eq!(a3, noise_floor(&v, &a, NoiseFloor::White { rms: level_want, seed: 7 }), "seeded");
     }
 
     #[test]

@@ -122,15 +122,17 @@ fn mask_loss_elementary(
     (l1(&est_v, voc)? + l1(&est_a, acc)?)? / scale
 }
 
-/// Per-feature mean and 1/std of the network's log features over `examples`.
+/// Per-feature mean and 1/std of the network's log features (magnitude floor `floor`) over
+/// `examples`.
 pub(super) fn normalisation(
     examples: &[Example],
     stft: &StftConfig,
+    floor: f32,
     device: &Device,
 ) -> anyhow::Result<(Tensor, Tensor)> {
     let [mix, _, _] = batch_tensors(examples, stft, device)?;
     let (b, t, c, n) = mix.dims4()?;
-    let x = isola_engine::model::log_magnitudes(&mix)?.reshape((b * t, c * n))?;
+    let x = isola_engine::model::log_magnitudes(&mix, floor)?.reshape((b * t, c * n))?;
     let mean = x.mean(0)?;
     let std = x.broadcast_sub(&mean)?.sqr()?.mean(0)?.sqrt()?;
     // Bins that are (near) silent in the sample have std ~ 0; a floor of 1 neper keeps

@@ -154,7 +154,7 @@ impl From<InitWeights> for Start {
 
 /// The model settings of a [`TrainConfig`] that must match the weights a run starts from
 /// (the keys a config file may set).
-pub const MODEL_KEYS: [&str; 4] = ["stft", "hidden", "gru_layers", "lookahead"];
+pub const MODEL_KEYS: [&str; 5] = ["stft", "hidden", "gru_layers", "lookahead", "feature_floor_db"];
 
 /// Weights a fine-tuning run starts from (`isola train --init`), validated against the
 /// weights contract.
@@ -212,6 +212,7 @@ impl InitWeights {
             ("hidden", m.hidden.to_string(), cfg.hidden.to_string()),
             ("gru_layers", m.gru_layers.to_string(), cfg.gru_layers.to_string()),
             ("lookahead", m.lookahead.to_string(), cfg.lookahead.to_string()),
+            ("feature_floor_db", m.feature_floor_db.to_string(), cfg.feature_floor_db.to_string()),
             ("channels", m.channels.to_string(), run.channels.to_string()),
         ];
         let mut out: Vec<String> =
@@ -255,6 +256,9 @@ impl InitWeights {
         if take("lookahead") {
             cfg.lookahead = m.lookahead;
         }
+        if take("feature_floor_db") {
+            cfg.feature_floor_db = m.feature_floor_db;
+        }
         let mut changed = Vec::new();
         let s0 = before.stft;
         if cfg.stft != s0 {
@@ -264,9 +268,10 @@ impl InitWeights {
             ));
         }
         for (what, new, old) in [
-            ("hidden", cfg.hidden, before.hidden),
-            ("gru_layers", cfg.gru_layers, before.gru_layers),
-            ("lookahead", cfg.lookahead, before.lookahead),
+            ("hidden", cfg.hidden.to_string(), before.hidden.to_string()),
+            ("gru_layers", cfg.gru_layers.to_string(), before.gru_layers.to_string()),
+            ("lookahead", cfg.lookahead.to_string(), before.lookahead.to_string()),
+            ("feature_floor_db", cfg.feature_floor_db.to_string(), before.feature_floor_db.to_string()),
         ] {
             if new != old {
                 changed.push(format!("{what} {new} (instead of {old})"));
@@ -277,14 +282,16 @@ impl InitWeights {
 }
 
 /// A checkpoint's config. Options added after the checkpoint was written take their
-/// defaults, except augmentations: a run that started without them resumes without them
-/// (their probabilities read as 0), so a resumed run trains as it began.
+/// defaults, except augmentations and the feature floor: a run that started without them
+/// resumes without them (their probabilities read as 0, the floor as the legacy one), so a
+/// resumed run trains as it began.
 fn config_from_json(text: &str) -> serde_json::Result<TrainConfig> {
     let mut value: serde_json::Value = serde_json::from_str(text)?;
     if let Some(map) = value.as_object_mut() {
         for key in super::augment::PROBABILITY_KEYS {
             map.entry(key).or_insert(serde_json::json!(0.0));
         }
+        map.entry("feature_floor_db").or_insert(serde_json::json!(isola_engine::features::LEGACY_FLOOR_DB));
     }
     serde_json::from_value(value)
 }
@@ -296,11 +303,12 @@ mod tests {
     #[test]
     fn a_checkpoint_from_before_the_augmentations_resumes_without_them() {
         let mut old = serde_json::to_value(TrainConfig::default()).unwrap();
-        for key in super::super::augment::PROBABILITY_KEYS {
+        for key in super::super::augment::PROBABILITY_KEYS.into_iter().chain(["feature_floor_db"]) {
             old.as_object_mut().unwrap().remove(key);
         }
         let c = config_from_json(&old.to_string()).unwrap();
-        assert_eq!((c.eq_prob, c.reverb_prob, c.backing_prob), (0.0, 0.0, 0.0));
+        assert_eq!((c.eq_prob, c.reverb_prob, c.backing_prob, c.noise_floor_prob), (0.0, 0.0, 0.0, 0.0));
+        assert_eq!(c.feature_floor_db, isola_engine::features::LEGACY_FLOOR_DB);
         // A config that has them keeps them.
         let now = config_from_json(&serde_json::to_string(&TrainConfig::default()).unwrap()).unwrap();
         assert_eq!(now, TrainConfig::default());

@@ -28,6 +28,8 @@ pub struct TrainConfig {
     pub hidden: usize,
     pub gru_layers: usize,
     pub lookahead: usize,
+    /// Floor of the input feature `ln(|X| + floor)`, in dB (see `isola_engine::features`).
+    pub feature_floor_db: i32,
 
     pub batch_size: usize,
     /// Seconds per training example.
@@ -111,6 +113,13 @@ pub struct TrainConfig {
     pub backing_prob: f64,
     /// Its level relative to the lead, dB.
     pub backing_db: (f64, f64),
+    /// The delivery format's noise floor, added to the accompaniment (so the mixture is
+    /// what a file holds): half the time the mixture's 16-bit quantisation error, else
+    /// white noise at a level drawn from `noise_floor_dbfs`. Teaches the model that a
+    /// noise floor is not signal.
+    pub noise_floor_prob: f64,
+    /// The white noise's RMS level range, dBFS.
+    pub noise_floor_dbfs: (f64, f64),
 
     /// Validation: fixed chunks for the loss, and at most this many seconds per track
     /// through the streaming engine for SDR.
@@ -134,6 +143,7 @@ impl Default for TrainConfig {
             hidden: light.hidden,
             gru_layers: light.gru_layers,
             lookahead: light.lookahead,
+            feature_floor_db: light.feature_floor_db,
             // Short chunks, wide batches: the GRU's time steps are sequential, so this
             // trains ~2x more audio per second than 3 s x 8 on CPU.
             batch_size: 12,
@@ -173,6 +183,8 @@ impl Default for TrainConfig {
             band_limit_hz: (3000.0, 16000.0),
             backing_prob: 0.15,
             backing_db: (-12.0, -4.0),
+            noise_floor_prob: 0.5,
+            noise_floor_dbfs: (-120.0, -70.0),
             val_chunks: 16,
             val_seconds: 30.0,
         }
@@ -192,6 +204,7 @@ impl TrainConfig {
             hidden: self.hidden,
             gru_layers: self.gru_layers,
             lookahead: self.lookahead,
+            feature_floor_db: self.feature_floor_db,
         }
     }
 

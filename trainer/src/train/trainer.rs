@@ -116,7 +116,7 @@ impl Trainer {
                 set_all(&mut varmap, &isola_engine::weights::random_weights(model, cfg.stft, cfg.seed))?;
                 let mut rng = step_rng(cfg.seed, u64::MAX);
                 let examples: Vec<Example> = (0..16).map(|_| sample(&data.pools, &cfg, &mut rng)).collect();
-                let (mean, scale) = normalisation(&examples, &stft, &device)?;
+                let (mean, scale) = normalisation(&examples, &stft, model.feature_floor(), &device)?;
                 varmap.set_one(tensor_names::INPUT_MEAN, mean)?;
                 varmap.set_one(tensor_names::INPUT_SCALE, scale)?;
                 TrainState::default()
