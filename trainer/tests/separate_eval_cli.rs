@@ -97,6 +97,8 @@ fn eval_scores_model_and_baselines_and_writes_reports() {
     let md = std::fs::read_to_string(out.join("eval.md")).unwrap();
     assert!(md.contains("| oracle IRM |") && md.contains("test/t1"), "{md}");
     assert!(md.contains("| isola | isola, 16-bit input | mixture |"), "{md}");
+    let delta = sdr("isola, 16-bit input") - sdr("isola");
+    assert!(md.contains(&format!("isola, 16-bit input: vocals SDR {delta:+.2} dB")), "{md}");
     let (ok, log) = isola(&["eval", "-q", "--data", s(&data), "--input-bits", "8", "--out", s(&out)]);
     assert!(!ok && log.contains("--input-bits") && log.contains("16, 24"), "{log}");
     let png = std::fs::read(out.join("eval.png")).unwrap();

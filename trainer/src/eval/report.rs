@@ -36,6 +36,17 @@ fn summary_table(s: &mut String, summary: &[super::Summary]) {
             db(m.accompaniment_global_sdr)
         );
     }
+    // The noise-floor check of `--input-bits`: what rounding the input costs the model.
+    let model = summary.iter().find(|m| m.method == super::METHODS[0]);
+    if let (Some(f), Some(q)) = (model, summary.iter().find(|m| m.method.ends_with("-bit input"))) {
+        let _ = writeln!(
+            s,
+            "\n{}: vocals SDR {:+.2} dB, vocals global SDR {:+.2} dB against float input.",
+            q.method,
+            q.vocals_sdr - f.vocals_sdr,
+            q.vocals_global_sdr - f.vocals_global_sdr
+        );
+    }
 }
 
 /// Summary table (all tracks, then per data set when there are several), then vocals SDR
