@@ -72,7 +72,9 @@ pub fn bundle(kind: &str) -> PathBuf {
 
 fn make_bundle(kind: &str) -> PathBuf {
     let lib = plugin_library();
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("isola-bundle-{}-{kind}", std::process::id()));
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    remove_stale_bundles(tmp);
+    let dir = tmp.join(format!("isola-bundle-{}-{kind}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("creating bundle dir");
     let dest = match kind {
@@ -94,6 +96,26 @@ fn make_bundle(kind: &str) -> PathBuf {
     };
     std::fs::copy(lib, &dest).expect("copying the plugin library into the bundle");
     dest
+}
+
+/// Removes the bundles of test processes that have ended (each is a copy of the plugin
+/// library, ~160 MB in a debug build; left behind, every test run would add two). Bundles
+/// of running processes stay: a test may have loaded them. Linux only (`/proc`).
+fn remove_stale_bundles(tmp: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(tmp) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid =
+            name.strip_prefix("isola-bundle-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
 }
 
 /// Stereo synthetic music (the engine's generator): a voice slightly off centre over drums,
