@@ -94,12 +94,18 @@ fn make_bundle(kind: &str) -> PathBuf {
         }
         other => panic!("unknown bundle kind {other}"),
     };
-    std::fs::copy(lib, &dest).expect("copying the plugin library into the bundle");
+    // A hard link costs no space (a copy is ~160 MB in a debug build, and CI once ran out of
+    // disk on it); copy where links are impossible (another filesystem, no link support).
+    if std::fs::hard_link(&lib, &dest).is_err() {
+        std::fs::copy(&lib, &dest).unwrap_or_else(|e| {
+            panic!("copying the plugin library {} into the bundle {}: {e}", lib.display(), dest.display())
+        });
+    }
     dest
 }
 
-/// Removes the bundles of test processes that have ended (each is a copy of the plugin
-/// library, ~160 MB in a debug build; left behind, every test run would add two). Bundles
+/// Removes the bundles of test processes that have ended (each holds a link to or a copy of
+/// the plugin library, ~160 MB in a debug build; left behind, every test run would add two). Bundles
 /// of running processes stay: a test may have loaded them. Linux only (`/proc`).
 fn remove_stale_bundles(tmp: &Path) {
     if !Path::new("/proc/self").exists() {
