@@ -2,7 +2,7 @@
 //! light and the worker model, with each step's time split into its phases (drawing and
 //! augmenting examples, STFT, forward with the loss, backward, optimiser). Synthetic tracks
 //! at 44.1 kHz held in RAM, the shipped configs' batch (12 × 2 s) and the default
-//! augmentations; 2 warm-up steps, then the mean of 8.
+//! augmentations; 2 warm-up steps, then the mean of 8. `light+sdr` adds the waveform SDR term.
 //! `cargo bench -p isola-trainer --bench train_step` (`RAYON_NUM_THREADS` sets the threads).
 
 use isola_trainer::data::{LooseAudio, TrackAudio};
@@ -50,8 +50,15 @@ fn data() -> RunData {
     }
 }
 
-fn report(name: &str, hidden: usize) {
-    let cfg = TrainConfig { hidden, gru_layers: 3, batch_size: 12, chunk_seconds: 2.0, ..TrainConfig::default() };
+fn report(name: &str, hidden: usize, sdr_loss_weight: f64) {
+    let cfg = TrainConfig {
+        hidden,
+        gru_layers: 3,
+        batch_size: 12,
+        chunk_seconds: 2.0,
+        sdr_loss_weight,
+        ..TrainConfig::default()
+    };
     let audio_per_step = cfg.batch_size as f64 * cfg.chunk_seconds;
     let mut tr = Trainer::new(cfg, data(), None).expect("trainer");
     for _ in 0..2 {
@@ -70,7 +77,7 @@ fn report(name: &str, hidden: usize) {
     }
     let ms = |s: f64| s / n as f64 * 1e3;
     println!(
-        "{name:>6} (hidden {hidden}): {:>5.1} s audio/s | step {:>6.0} ms = sample {:.0} + stft {:.0} + forward {:.0} + backward {:.0} + optimiser {:.0}",
+        "{name:>10} (hidden {hidden}): {:>5.1} s audio/s | step {:>6.0} ms = sample {:.0} + stft {:.0} + forward {:.0} + backward {:.0} + optimiser {:.0}",
         audio_per_step * n as f64 / sum.total_s(),
         ms(sum.total_s()),
         ms(sum.sample_s),
@@ -82,6 +89,8 @@ fn report(name: &str, hidden: usize) {
 }
 
 fn main() {
-    report("light", 128);
-    report("worker", 256);
+    report("light", 128, 0.0);
+    // The waveform SDR term costs a resynthesis forward and its adjoint backward.
+    report("light+sdr", 128, 0.03);
+    report("worker", 256, 0.0);
 }

@@ -57,15 +57,67 @@ impl FrameAnalyzer {
     }
 }
 
+/// Inverse FFT of one spectrum times the synthesis window, scaled so that frames
+/// overlap-added at the config's hop give back exactly what [`FrameAnalyzer`] analysed
+/// (weighted overlap-add; Griffin & Lim 1984): the single definition of resynthesis, shared
+/// by the streaming STFT and the training losses on waveforms.
+pub struct FrameSynthesizer {
+    /// [`synthesis_gain`].
+    gain: Vec<f32>,
+    ifft: Arc<dyn ComplexToReal<f32>>,
+    /// Copy of the spectrum: the inverse FFT uses its input as scratch.
+    spectrum: Vec<Complex32>,
+    scratch: Vec<Complex32>,
+}
+
+/// What [`FrameSynthesizer`] multiplies realfft's (unnormalised) inverse FFT by at each of
+/// the `fft_size` in-frame positions: synthesis window / (overlap-add sum · FFT scale).
+/// Any thread but the audio thread (allocates).
+pub fn synthesis_gain(config: &StftConfig) -> Vec<f32> {
+    let n = config.fft_size;
+    let window = config.window.coefficients(n);
+    let window_sum: f32 = window.iter().sum();
+    let ola = overlap_add_sum(config.window, n, config.hop);
+    // Forward scaled by 1/Σw; realfft's inverse is unnormalised (×n): undo both.
+    (0..n).map(|i| window[i] * window_sum / n as f32 / ola[i % config.hop]).collect()
+}
+
+impl FrameSynthesizer {
+    /// Any thread but the audio thread (allocates).
+    pub fn new(config: &StftConfig) -> Self {
+        let n = config.fft_size;
+        let ifft = RealFftPlanner::<f32>::new().plan_fft_inverse(n);
+        Self {
+            gain: synthesis_gain(config),
+            spectrum: vec![Complex32::new(0.0, 0.0); n / 2 + 1],
+            scratch: vec![Complex32::new(0.0, 0.0); ifft.get_scratch_len()],
+            ifft,
+        }
+    }
+
+    /// The windowed frame of `spectrum` (`fft_size / 2 + 1` bins; the imaginary parts of
+    /// the DC and Nyquist bins are ignored, as a real signal has none) into `out`
+    /// (`fft_size` samples), ready to overlap-add. Audio thread or any other; no allocation.
+    pub fn synthesise(&mut self, spectrum: &[Complex32], out: &mut [f32]) {
+        let n = self.gain.len();
+        self.spectrum.copy_from_slice(spectrum);
+        self.spectrum[0].im = 0.0;
+        self.spectrum[n / 2].im = 0.0;
+        // Lengths are fixed at construction, so this cannot fail (see `analyse`).
+        let _ = self.ifft.process_with_scratch(&mut self.spectrum, out, &mut self.scratch);
+        for (o, g) in out.iter_mut().zip(&self.gain) {
+            *o *= g;
+        }
+    }
+}
+
 /// Multichannel streaming STFT. Built off the audio thread; `process`/`reset` run on it.
 pub struct StreamingStft {
     fft_size: usize,
     hop: usize,
     channels: usize,
     analyzer: FrameAnalyzer,
-    /// Per in-frame position: synthesis window / (overlap-add sum · inverse-FFT scale).
-    synthesis_gain: Vec<f32>,
-    ifft: Arc<dyn ComplexToReal<f32>>,
+    synthesizer: FrameSynthesizer,
     /// Per channel: the last `fft_size` input samples (newest at the end).
     frames: Vec<Vec<f32>>,
     /// Per channel: overlap-add accumulator of length `fft_size`.
@@ -78,7 +130,6 @@ pub struct StreamingStft {
     fill: usize,
     spectra: Vec<Vec<Complex32>>,
     time_scratch: Vec<f32>,
-    fft_scratch: Vec<Complex32>,
 }
 
 impl StreamingStft {
@@ -86,19 +137,12 @@ impl StreamingStft {
     /// thread: every buffer is sized here so that `process` never allocates.
     pub fn new(config: &StftConfig, channels: usize) -> Self {
         let (n, hop) = (config.fft_size, config.hop);
-        let ifft = RealFftPlanner::<f32>::new().plan_fft_inverse(n);
-        let window = config.window.coefficients(n);
-        let window_sum: f32 = window.iter().sum();
-        let ola = overlap_add_sum(config.window, n, hop);
-        // Forward scaled by 1/Σw; realfft's inverse is unnormalised (×n): undo both.
-        let synthesis_gain = (0..n).map(|i| window[i] * window_sum / n as f32 / ola[i % hop]).collect();
         let mut stft = Self {
             fft_size: n,
             hop,
             channels,
             analyzer: FrameAnalyzer::new(config),
-            synthesis_gain,
-            ifft: Arc::clone(&ifft),
+            synthesizer: FrameSynthesizer::new(config),
             frames: vec![vec![0.0; n]; channels],
             accumulators: vec![vec![0.0; n]; channels],
             fifos: vec![vec![0.0; 2 * hop]; channels],
@@ -107,7 +151,6 @@ impl StreamingStft {
             fill: 0,
             spectra: vec![vec![Complex32::new(0.0, 0.0); n / 2 + 1]; channels],
             time_scratch: vec![0.0; n],
-            fft_scratch: vec![Complex32::new(0.0, 0.0); ifft.get_scratch_len()],
         };
         stft.reset();
         stft
@@ -192,14 +235,10 @@ impl StreamingStft {
         let (n, hop) = (self.fft_size, self.hop);
         let write = (self.fifo_read + self.fifo_len) % (2 * hop);
         for c in 0..self.channels {
-            let spectrum = &mut self.spectra[c];
-            // A real signal's DC and Nyquist bins are real; the inverse FFT insists.
-            spectrum[0].im = 0.0;
-            spectrum[n / 2].im = 0.0;
-            let _ = self.ifft.process_with_scratch(spectrum, &mut self.time_scratch, &mut self.fft_scratch);
+            self.synthesizer.synthesise(&self.spectra[c], &mut self.time_scratch);
             let acc = &mut self.accumulators[c];
-            for ((a, t), g) in acc.iter_mut().zip(&self.time_scratch).zip(&self.synthesis_gain) {
-                *a += t * g;
+            for (a, t) in acc.iter_mut().zip(&self.time_scratch) {
+                *a += t;
             }
             let fifo = &mut self.fifos[c];
             for (i, &v) in acc[..hop].iter().enumerate() {

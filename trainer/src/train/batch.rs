@@ -1,22 +1,28 @@
 //! From examples to tensors, the loss, and the input normalisation.
 
+use std::sync::Arc;
+
 use candle_core::{Device, Tensor};
 use isola_engine::model::MaskNet;
 use rayon::prelude::*;
+use realfft::num_complex::Complex32;
 
+use super::config::TrainConfig;
 use super::fused_loss::MaskL1;
 use super::sampler::Example;
+use super::sdr_loss::SdrTargets;
 use isola_engine::StftConfig;
 use isola_engine::offline;
 
 /// A batch: magnitude tensors `[B, T, 2, n_bins]` of the mixture, vocals and
-/// accompaniment, and the loss weight of each bin `[B, 1, 1, n_bins]` (1, or 0 above the
-/// example's bandwidth).
+/// accompaniment, the loss weight of each bin `[B, 1, 1, n_bins]` (1, or 0 above the
+/// example's bandwidth), and what the waveform term needs when it is on.
 pub(super) struct Batch {
     pub mix: Tensor,
     pub voc: Tensor,
     pub acc: Tensor,
     pub bins: Tensor,
+    pub sdr: Option<Arc<SdrTargets>>,
 }
 
 /// Per-bin loss weights: bins above an example's bandwidth count only when `band_limited`
@@ -37,64 +43,91 @@ fn bin_weights(examples: &[Example], stft: &StftConfig, band_limited: bool) -> V
     w
 }
 
+/// The batch of `examples` on the model grid `stft` with the loss settings of `cfg`.
 pub(super) fn batch(
     examples: &[Example],
+    cfg: &TrainConfig,
     stft: &StftConfig,
-    band_limited: bool,
     device: &Device,
 ) -> anyhow::Result<Batch> {
-    let [mix, voc, acc] = batch_tensors(examples, stft, device)?;
-    let bins =
-        Tensor::from_vec(bin_weights(examples, stft, band_limited), (examples.len(), 1, 1, stft.n_bins()), device)?;
-    Ok(Batch { mix, voc, acc, bins })
+    let [(mix, mix_spec), (voc, voc_spec), (acc, _)] = batch_tensors(examples, stft, device)?;
+    let bins = Tensor::from_vec(
+        bin_weights(examples, stft, cfg.band_limited_loss),
+        (examples.len(), 1, 1, stft.n_bins()),
+        device,
+    )?;
+    let sdr = if cfg.sdr_loss_weight > 0.0 {
+        let (b, t, c, n) = mix.dims4()?;
+        anyhow::ensure!(t > cfg.lookahead, "chunk too short for the lookahead");
+        // The masks cover input frames 0..T−D (see `loss`): those frames' spectra.
+        let frames = |x: Vec<Complex32>| -> Vec<Complex32> {
+            x.chunks_exact(t * c * n).flat_map(|e| e[..(t - cfg.lookahead) * c * n].iter().copied()).collect()
+        };
+        Some(Arc::new(SdrTargets::new(stft, (b, t - cfg.lookahead, c, n), frames(mix_spec), &frames(voc_spec))))
+    } else {
+        None
+    };
+    Ok(Batch { mix, voc, acc, bins, sdr })
 }
 
-/// Magnitude tensors `[B, T, 2, n_bins]` of the batch's mixture, vocals and accompaniment.
-fn batch_tensors(examples: &[Example], stft: &StftConfig, device: &Device) -> anyhow::Result<[Tensor; 3]> {
+/// Magnitude tensors `[B, T, 2, n_bins]` of the batch's mixture, vocals and accompaniment,
+/// each with its spectra in the same layout.
+fn batch_tensors(
+    examples: &[Example],
+    stft: &StftConfig,
+    device: &Device,
+) -> anyhow::Result<[(Tensor, Vec<Complex32>); 3]> {
     let pick: [fn(&Example) -> &crate::audio::Audio; 3] = [|e| &e.mixture, |e| &e.vocals, |e| &e.accompaniment];
     let b = examples.len();
     let frames = offline::frame_count(stft, examples[0].mixture.frames());
     let n = stft.n_bins();
     let mut out = Vec::with_capacity(3);
     for get in pick {
-        let mut data = vec![0.0f32; b * frames * 2 * n];
+        let mut spectra = vec![Complex32::new(0.0, 0.0); b * frames * 2 * n];
         // Examples in parallel: on a GPU the STFTs would otherwise bound the step time.
-        data.par_chunks_mut(frames * 2 * n).zip(examples).for_each(|(out, e)| {
+        spectra.par_chunks_mut(frames * 2 * n).zip(examples).for_each(|(out, e)| {
             for c in 0..2 {
-                let mags = offline::magnitudes(stft, &get(e).channels[c]);
+                let spec = offline::spectra(stft, &get(e).channels[c]);
                 for t in 0..frames {
                     let dst = (t * 2 + c) * n;
-                    out[dst..dst + n].copy_from_slice(&mags[t * n..(t + 1) * n]);
+                    out[dst..dst + n].copy_from_slice(&spec[t * n..(t + 1) * n]);
                 }
             }
         });
-        out.push(Tensor::from_vec(data, (b, frames, 2, n), device)?);
+        let mags = spectra.par_iter().map(|c| c.norm()).collect();
+        out.push((Tensor::from_vec(mags, (b, frames, 2, n), device)?, spectra));
     }
-    Ok([out.remove(0), out.remove(0), out.remove(0)])
+    let mut out = out.into_iter();
+    Ok([(); 3].map(|_| out.next().expect("three sources")))
 }
 
-/// L1 between masked mixture and targets (magnitudes to the power `power`),
-/// vocals plus accompaniment, over the bins `bins` marks, relative to the mixture's mean
-/// (compressed) magnitude there. The normalisation makes the loss independent of level: raw
-/// window-normalised magnitudes are ~1e-3, which would leave gradients
-/// below AdamW's epsilon. With lookahead D the network's output frame t
-/// masks input frame t - D.
+/// The training loss of `cfg`: L1 between masked mixture and targets (magnitudes to the
+/// power `loss_power`), vocals plus accompaniment, over the bins `bins` marks, relative to
+/// the mixture's mean (compressed) magnitude there; plus, with `sdr_loss_weight` > 0, that
+/// weight times the waveform term of [`super::sdr_loss`] (−SDR in dB). The normalisation
+/// makes the L1 independent of level: raw window-normalised magnitudes are ~1e-3, which
+/// would leave gradients below AdamW's epsilon. With lookahead D the network's output
+/// frame t masks input frame t - D.
 pub(super) fn loss(
     net: &MaskNet,
-    Batch { mix, voc, acc, bins }: &Batch,
-    lookahead: usize,
-    power: f64,
+    Batch { mix, voc, acc, bins, sdr }: &Batch,
+    cfg: &TrainConfig,
 ) -> anyhow::Result<Tensor> {
+    let (lookahead, power) = (cfg.lookahead, cfg.loss_power);
     let t = mix.dim(1)?;
     anyhow::ensure!(t > lookahead, "chunk too short for the lookahead");
     let logits = net.forward_seq(mix)?.narrow(1, lookahead, t - lookahead)?;
     let [mix, voc, acc] = [mix, voc, acc].map(|x| x.narrow(1, 0, t - lookahead));
     let (mix, voc, acc) = (mix?, voc?, acc?);
-    if logits.device().is_cpu() {
-        let op = MaskL1::new(&mix, &voc, &acc, bins, power)?;
-        return Ok(logits.contiguous()?.apply_op1(op)?);
+    let l1 = if logits.device().is_cpu() {
+        logits.contiguous()?.apply_op1(MaskL1::new(&mix, &voc, &acc, bins, power)?)?
+    } else {
+        mask_loss_elementary(&logits, &mix, &voc, &acc, bins, power)?
+    };
+    match sdr {
+        Some(targets) if cfg.sdr_loss_weight > 0.0 => Ok((l1 + (targets.loss(&logits)? * cfg.sdr_loss_weight)?)?),
+        _ => Ok(l1),
     }
-    Ok(mask_loss_elementary(&logits, &mix, &voc, &acc, bins, power)?)
 }
 
 /// The loss of mask logits `[B, T, C, n]` (see [`loss`]) from candle's elementary ops, on
@@ -130,7 +163,7 @@ pub(super) fn normalisation(
     floor: f32,
     device: &Device,
 ) -> anyhow::Result<(Tensor, Tensor)> {
-    let [mix, _, _] = batch_tensors(examples, stft, device)?;
+    let [(mix, _), _, _] = batch_tensors(examples, stft, device)?;
     let (b, t, c, n) = mix.dims4()?;
     let x = isola_engine::model::log_magnitudes(&mix, floor)?.reshape((b * t, c * n))?;
     let mean = x.mean(0)?;
@@ -209,8 +242,9 @@ mod tests {
         let vb = candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu);
         let net = MaskNet::new(&cfg, vb).unwrap();
         let l = |e: Example, limited: bool| {
-            let b = batch(&[e], &stft, limited, &Device::Cpu).unwrap();
-            loss(&net, &b, 0, 1.0).unwrap().to_scalar::<f32>().unwrap()
+            let cfg = TrainConfig { band_limited_loss: limited, lookahead: 0, loss_power: 1.0, ..Default::default() };
+            let b = batch(&[e], &cfg, &stft, &Device::Cpu).unwrap();
+            loss(&net, &b, &cfg).unwrap().to_scalar::<f32>().unwrap()
         };
         let moved = |bw: f32| {
             let mut e = example(0, bw);

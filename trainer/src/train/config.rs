@@ -45,6 +45,9 @@ pub struct TrainConfig {
     /// Magnitudes are raised to this power before the L1 loss (1 = linear; below 1
     /// compresses, so quiet bins and quiet examples count more).
     pub loss_power: f64,
+    /// Weight, per dB, of a waveform term added to the magnitude loss: minus the mean SDR
+    /// of the vocals and accompaniment the masks resynthesise (see `sdr_loss`). 0 = off.
+    pub sdr_loss_weight: f64,
     /// Leave bins above an example's bandwidth (half its lower source rate) out of the loss:
     /// a 16 kHz recording is silent above 8 kHz whatever the singer does, and training on
     /// that would teach the model that vocals (or instruments) have no highs.
@@ -155,6 +158,7 @@ impl Default for TrainConfig {
             min_lr_fraction: 0.05,
             weight_decay: 1e-4,
             loss_power: 1.0,
+            sdr_loss_weight: 0.0,
             band_limited_loss: true,
             grad_clip: 5.0,
             patience: 10,
@@ -240,6 +244,10 @@ impl TrainConfig {
         anyhow::ensure!(self.lr > 0.0 && self.grad_clip > 0.0, "lr and grad_clip must be positive");
         anyhow::ensure!(self.low_rate_weight >= 0.0, "low_rate_weight must be >= 0");
         anyhow::ensure!(self.loss_power > 0.0 && self.loss_power <= 2.0, "loss_power must be within (0, 2]");
+        anyhow::ensure!(
+            self.sdr_loss_weight.is_finite() && self.sdr_loss_weight >= 0.0,
+            "sdr_loss_weight must be a finite number >= 0"
+        );
         super::augment::validate(self)?;
         Ok(())
     }

@@ -18,6 +18,7 @@ pub mod log;
 pub mod optim;
 mod run;
 pub mod sampler;
+mod sdr_loss;
 mod trainer;
 
 use std::path::{Path, PathBuf};

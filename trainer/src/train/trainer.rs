@@ -168,9 +168,9 @@ impl Trainer {
         let examples: Vec<Example> =
             (0..self.cfg.batch_size).map(|_| sample(&self.data.pools, &self.cfg, &mut rng)).collect();
         let sample_s = lap();
-        let batch = batch(&examples, &self.stft, self.cfg.band_limited_loss, &self.device)?;
+        let batch = batch(&examples, &self.cfg, &self.stft, &self.device)?;
         let stft_s = lap();
-        let loss = loss(&self.net, &batch, self.cfg.lookahead, self.cfg.loss_power)?;
+        let loss = loss(&self.net, &batch, &self.cfg)?;
         let loss_value = f64::from(loss.to_scalar::<f32>()?);
         let forward_s = lap();
         let grads = loss.backward()?;
@@ -191,8 +191,8 @@ impl Trainer {
         let mut total = 0.0;
         let chunks: Vec<&[Example]> = self.val_examples.chunks(self.cfg.batch_size.max(1)).collect();
         for c in &chunks {
-            let batch = batch(c, &self.stft, self.cfg.band_limited_loss, &self.device)?;
-            total += f64::from(loss(&self.net, &batch, self.cfg.lookahead, self.cfg.loss_power)?.to_scalar::<f32>()?);
+            let batch = batch(c, &self.cfg, &self.stft, &self.device)?;
+            total += f64::from(loss(&self.net, &batch, &self.cfg)?.to_scalar::<f32>()?);
         }
         Ok(total / chunks.len() as f64)
     }
