@@ -101,6 +101,15 @@ fn eval_scores_model_and_baselines_and_writes_reports() {
     assert!(md.contains(&format!("isola, 16-bit input: vocals SDR {delta:+.2} dB")), "{md}");
     let (ok, log) = isola(&["eval", "-q", "--data", s(&data), "--input-bits", "8", "--out", s(&out)]);
     assert!(!ok && log.contains("--input-bits") && log.contains("16, 24"), "{log}");
+    // The noise-floor gate: a limit below the change fails, naming it; a wide one passes.
+    let gate = |limit: &str| {
+        let args = ["eval", "-q", "--data", s(&data), "--split", "test", "--input-bits", "16"];
+        isola(&[&args[..], &["--max-input-change", limit, "--out", s(&out)]].concat())
+    };
+    let (ok, log) = gate("0");
+    assert!(!ok && log.contains("isola, 16-bit input: vocals SDR changed by") && log.contains("allows 0 dB"), "{log}");
+    let (ok, log) = gate("100");
+    assert!(ok && log.contains("within 100 dB of float input"), "{log}");
     let png = std::fs::read(out.join("eval.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");
 }

@@ -40,6 +40,11 @@ pub struct EvalArgs {
     /// holds it; no dither), against the same references: the row "isola, N-bit input".
     #[arg(long, value_name = "BITS", value_parser = clap::builder::PossibleValuesParser::new(["16", "24"]).map(|s| s.parse::<u32>().expect("a listed value")))]
     pub input_bits: Option<u32>,
+    /// With --input-bits: fail (exit status 1, after writing the report) when quantising
+    /// the input changes vocals SDR (median) or vocals global SDR (mean) over all tracks by
+    /// more than DB decibels either way.
+    #[arg(long, value_name = "DB", requires = "input_bits")]
+    pub max_input_change: Option<f64>,
     /// Skip unreadable or inconsistent tracks (listed) instead of failing.
     #[arg(long)]
     pub skip_bad: bool,
@@ -97,5 +102,19 @@ pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
     report::chart(&result, &args.out.join("eval.png"))?;
     print!("{md}");
     println!("\nwrote {}, eval.md and eval.png", json.display());
+    if let Some(limit) = args.max_input_change {
+        let change = report::input_change(&result.summary).context("no quantised-input row to check")?;
+        let largest = change.largest_db();
+        // NaN (no scores) fails too.
+        anyhow::ensure!(
+            largest <= limit,
+            "{}: vocals SDR changed by {:+.2} dB and vocals global SDR by {:+.2} dB against float input; \
+             --max-input-change allows {limit} dB",
+            change.method,
+            change.vocals_sdr_db,
+            change.vocals_global_sdr_db
+        );
+        println!("{}: within {limit} dB of float input ({largest:.2} dB)", change.method);
+    }
     Ok(())
 }

@@ -36,17 +36,43 @@ fn summary_table(s: &mut String, summary: &[super::Summary]) {
             db(m.accompaniment_global_sdr)
         );
     }
-    // The noise-floor check of `--input-bits`: what rounding the input costs the model.
-    let model = summary.iter().find(|m| m.method == super::METHODS[0]);
-    if let (Some(f), Some(q)) = (model, summary.iter().find(|m| m.method.ends_with("-bit input"))) {
+    if let Some(c) = input_change(summary) {
         let _ = writeln!(
             s,
             "\n{}: vocals SDR {:+.2} dB, vocals global SDR {:+.2} dB against float input.",
-            q.method,
-            q.vocals_sdr - f.vocals_sdr,
-            q.vocals_global_sdr - f.vocals_global_sdr
+            c.method, c.vocals_sdr_db, c.vocals_global_sdr_db
         );
     }
+}
+
+/// The noise-floor check of `--input-bits`: what rounding the input costs the model.
+pub struct InputChange {
+    /// The quantised row's name, e.g. "isola, 16-bit input".
+    pub method: &'static str,
+    /// Quantised minus float input, dB: median vocals SDR, mean vocals global SDR.
+    pub vocals_sdr_db: f64,
+    pub vocals_global_sdr_db: f64,
+}
+
+impl InputChange {
+    /// The larger of the two changes, in dB (NaN when either is).
+    pub fn largest_db(&self) -> f64 {
+        if self.vocals_sdr_db.is_nan() || self.vocals_global_sdr_db.is_nan() {
+            return f64::NAN;
+        }
+        self.vocals_sdr_db.abs().max(self.vocals_global_sdr_db.abs())
+    }
+}
+
+/// [`InputChange`] of a summary with a quantised-input row; `None` without one.
+pub fn input_change(summary: &[super::Summary]) -> Option<InputChange> {
+    let f = summary.iter().find(|m| m.method == super::METHODS[0])?;
+    let q = summary.iter().find(|m| m.method.ends_with("-bit input"))?;
+    Some(InputChange {
+        method: q.method,
+        vocals_sdr_db: q.vocals_sdr - f.vocals_sdr,
+        vocals_global_sdr_db: q.vocals_global_sdr - f.vocals_global_sdr,
+    })
 }
 
 /// Summary table (all tracks, then per data set when there are several), then vocals SDR
