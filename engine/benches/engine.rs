@@ -179,6 +179,26 @@ fn main() {
         "network step  rt: {rt_us:8.1} µs/frame   candle CPU (1 thread): {candle_us:8.1} µs/frame   ratio candle/rt: {:.2}x",
         candle_us / rt_us
     );
+    // The band-split variant of the light model (per-band layers around the GRUs).
+    let banded = {
+        let stft = StftConfig::default();
+        random_weights(ModelConfig { band_dim: 32, ..ModelConfig::light(&stft) }, stft, 3)
+    };
+    let mut rt_banded = RtMaskNet::new(&banded).unwrap();
+    let (input, mut logits) = (frame_input(m.features()), vec![0.0; m.features()]);
+    let banded_us = median_us(
+        || {
+            black_box(rt_banded.step(black_box(&input), &mut logits));
+        },
+        15,
+        400,
+    );
+    println!(
+        "network step  rt, band split ({} bands of {}, {} parameters): {banded_us:8.1} µs/frame",
+        banded.meta.model.band_layout().map_or(0, |b| b.bands()),
+        banded.meta.model.band_dim,
+        banded.meta.model.param_count()
+    );
     let stft = StftConfig::default();
     let heavy = random_weights(ModelConfig::worker(&stft), stft, 2);
     let step_fps = worker_throughput(&heavy);

@@ -50,7 +50,12 @@ pub enum ConfigError {
     Lookahead(usize),
     #[error("feature floor {0} dB must be within -160..=-40 dB")]
     FeatureFloor(i32),
+    #[error("band dimension {0} must be within 0..={MAX_BAND_DIM} (0: no band split)")]
+    BandDim(usize),
 }
+
+/// Largest [`ModelConfig::band_dim`].
+pub const MAX_BAND_DIM: usize = 256;
 
 /// Analysis/synthesis window pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -224,6 +229,11 @@ pub mod tensor_names {
     pub const WEIGHT_HH: &str = "weight_hh";
     pub const BIAS_IH: &str = "bias_ih";
     pub const BIAS_HH: &str = "bias_hh";
+    /// Band-split front end and mask head (with `band_dim` > 0): `band_in.weight` and
+    /// `band_out.weight` `[D, F]` (column `j` serves feature `j`'s band only), biases
+    /// `band_in.bias` `[K · D]` and `band_out.bias` `[F]`.
+    pub const BAND_IN: &str = "band_in";
+    pub const BAND_OUT: &str = "band_out";
 
     /// Full name of parameter `param` of linear layer `layer`, e.g. `fc1.weight`.
     pub fn linear(layer: &str, param: &str) -> String {
@@ -256,8 +266,55 @@ pub struct ModelConfig {
     /// it existed read as [`features::LEGACY_FLOOR_DB`](crate::features::LEGACY_FLOOR_DB).
     #[serde(default = "crate::features::legacy_floor_db")]
     pub feature_floor_db: i32,
+    /// Band split (see [`BandLayout`]): 0 for the flat front end and mask head, else the
+    /// width `D` of each band's embedding. Weights written before it existed are flat.
+    #[serde(default)]
+    pub band_dim: usize,
 }
 
+/// The bands of a band-split model (Luo & Yu, "Music Source Separation with Band-split
+/// RNN", 2023, their vocals layout): 100 Hz wide up to 1 kHz, 250 Hz to 4 kHz, 500 Hz to
+/// 8 kHz, 1 kHz to 16 kHz, 2 kHz to 20 kHz and one band above, at 44.1 kHz; other model
+/// rates scale the layout with their Nyquist frequency. A band has at least 2 bins
+/// (narrower ones merge into the next); both channels of a bin share its band.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BandLayout {
+    /// `K + 1` bin edges from 0 to `n_bins`: band `k` is bins `edges[k]..edges[k + 1]`.
+    pub edges: Vec<usize>,
+    /// The band of each feature `j = c · n_bins + bin` (`[channels · n_bins]`).
+    pub feature_band: Vec<usize>,
+}
+
+impl BandLayout {
+    pub fn new(n_bins: usize, channels: usize) -> Self {
+        // Band edges in Hz at 44.1 kHz (Nyquist 22 050 Hz).
+        let mut hz = Vec::new();
+        for (end, width) in [(1000, 100), (4000, 250), (8000, 500), (16000, 1000), (20000, 2000)] {
+            let start = hz.last().copied().unwrap_or(0);
+            hz.extend((start + width..=end).step_by(width));
+        }
+        let nyquist_bin = (n_bins - 1) as f64;
+        let mut edges = vec![0];
+        for f in hz {
+            let e = (f as f64 / 22_050.0 * nyquist_bin).round() as usize;
+            if e >= edges[edges.len() - 1] + 2 && e + 2 <= n_bins {
+                edges.push(e);
+            }
+        }
+        edges.push(n_bins);
+        let mut band_of_bin = vec![0; n_bins];
+        for (k, w) in edges.windows(2).enumerate() {
+            band_of_bin[w[0]..w[1]].fill(k);
+        }
+        let feature_band = (0..channels).flat_map(|_| band_of_bin.iter().copied()).collect();
+        Self { edges, feature_band }
+    }
+
+    /// Number of bands, `K`.
+    pub fn bands(&self) -> usize {
+        self.edges.len() - 1
+    }
+}
 impl ModelConfig {
     /// The default in-thread model: 3 GRU layers of 128, about 0.6 M parameters on the
     /// default grid.
@@ -269,6 +326,7 @@ impl ModelConfig {
             gru_layers: 3,
             lookahead: 0,
             feature_floor_db: crate::features::DEFAULT_FLOOR_DB,
+            band_dim: 0,
         }
     }
 
@@ -288,6 +346,17 @@ impl ModelConfig {
         self.channels * self.n_bins
     }
 
+    /// The band layout when `band_dim` > 0.
+    pub fn band_layout(&self) -> Option<BandLayout> {
+        (self.band_dim > 0).then(|| BandLayout::new(self.n_bins, self.channels))
+    }
+
+    /// Width of what `fc1` reads and `fc3` writes: the features, or `K · band_dim` band
+    /// embeddings with a band split.
+    pub fn embedding(&self) -> usize {
+        self.band_layout().map_or(self.features(), |b| b.bands() * self.band_dim)
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.channels != 2 {
             return Err(ConfigError::Channels(self.channels));
@@ -303,6 +372,9 @@ impl ModelConfig {
         }
         if !(-160..=-40).contains(&self.feature_floor_db) {
             return Err(ConfigError::FeatureFloor(self.feature_floor_db));
+        }
+        if self.band_dim > MAX_BAND_DIM {
+            return Err(ConfigError::BandDim(self.band_dim));
         }
         Ok(())
     }
@@ -327,13 +399,12 @@ impl ModelConfig {
     /// Both the candle model (`vb.pp(..)` paths) and the real-time port use these names.
     pub fn tensor_specs(&self) -> Vec<(String, Vec<usize>)> {
         use tensor_names::*;
-        let (f, h) = (self.features(), self.hidden);
-        let mut specs = vec![
-            (INPUT_MEAN.to_string(), vec![f]),
-            (INPUT_SCALE.to_string(), vec![f]),
-            (linear(FC1, WEIGHT), vec![h, f]),
-            (linear(FC1, BIAS), vec![h]),
-        ];
+        let (f, h, e, d) = (self.features(), self.hidden, self.embedding(), self.band_dim);
+        let mut specs = vec![(INPUT_MEAN.to_string(), vec![f]), (INPUT_SCALE.to_string(), vec![f])];
+        if d > 0 {
+            specs.extend([(linear(BAND_IN, WEIGHT), vec![d, f]), (linear(BAND_IN, BIAS), vec![e])]);
+        }
+        specs.extend([(linear(FC1, WEIGHT), vec![h, e]), (linear(FC1, BIAS), vec![h])]);
         for l in 0..self.gru_layers {
             specs.push((gru(l, WEIGHT_IH), vec![3 * h, h]));
             specs.push((gru(l, WEIGHT_HH), vec![3 * h, h]));
@@ -343,9 +414,12 @@ impl ModelConfig {
         specs.extend([
             (linear(FC2, WEIGHT), vec![h, 2 * h]),
             (linear(FC2, BIAS), vec![h]),
-            (linear(FC3, WEIGHT), vec![f, h]),
-            (linear(FC3, BIAS), vec![f]),
+            (linear(FC3, WEIGHT), vec![e, h]),
+            (linear(FC3, BIAS), vec![e]),
         ]);
+        if d > 0 {
+            specs.extend([(linear(BAND_OUT, WEIGHT), vec![d, f]), (linear(BAND_OUT, BIAS), vec![f])]);
+        }
         specs
     }
 
@@ -365,6 +439,26 @@ mod tests {
         let model = ModelConfig::light(&stft);
         model.validate_with(&stft).unwrap();
         assert!(model.param_count() <= 1_000_000, "{} params", model.param_count());
+        let banded = ModelConfig { band_dim: 32, ..model };
+        banded.validate_with(&stft).unwrap();
+        assert!(banded.param_count() <= 1_000_000, "{} params", banded.param_count());
+    }
+
+    #[test]
+    fn band_layout_follows_the_band_split_rnn_vocals_layout() {
+        // 1008-point FFT at 44.1 kHz: 43.75 Hz per bin, 505 bins.
+        let b = BandLayout::new(505, 2);
+        let hz = |k: usize| b.edges[k] as f64 * 43.75;
+        assert_eq!((b.edges[0], *b.edges.last().unwrap()), (0, 505));
+        assert!(b.edges.windows(2).all(|w| w[1] >= w[0] + 2), "{:?}", b.edges);
+        // 10 bands up to 1 kHz, 12 to 4 kHz, 8 to 8 kHz, 8 to 16 kHz, 2 to 20 kHz, 1 above.
+        assert_eq!(b.bands(), 41, "{:?}", b.edges);
+        assert!((hz(10) - 1000.0).abs() < 44.0 && (hz(22) - 4000.0).abs() < 44.0 && (hz(40) - 20_000.0).abs() < 44.0);
+        assert_eq!(b.feature_band.len(), 1010);
+        assert_eq!((b.feature_band[0], b.feature_band[504], b.feature_band[505], b.feature_band[1009]), (0, 40, 0, 40));
+        // A coarse grid merges bands below 2 bins.
+        let small = BandLayout::new(33, 2);
+        assert!(small.edges.windows(2).all(|w| w[1] >= w[0] + 2) && small.bands() < 41, "{:?}", small.edges);
     }
 
     #[test]
@@ -382,6 +476,7 @@ mod tests {
         assert_eq!(ModelConfig { channels: 1, ..model }.validate(), Err(ConfigError::Channels(1)));
         assert_eq!(ModelConfig { gru_layers: 0, ..model }.validate(), Err(ConfigError::Layers(0)));
         assert_eq!(ModelConfig { feature_floor_db: -20, ..model }.validate(), Err(ConfigError::FeatureFloor(-20)));
+        assert_eq!(ModelConfig { band_dim: 257, ..model }.validate(), Err(ConfigError::BandDim(257)));
     }
 
     #[test]
@@ -389,14 +484,15 @@ mod tests {
         let stft = StftConfig { window: Window::Hann, ..StftConfig::default() };
         let json = serde_json::to_string(&stft).unwrap();
         assert_eq!(serde_json::from_str::<StftConfig>(&json).unwrap(), stft);
-        let model = ModelConfig { lookahead: 2, feature_floor_db: -80, ..ModelConfig::light(&stft) };
+        let model = ModelConfig { lookahead: 2, feature_floor_db: -80, band_dim: 16, ..ModelConfig::light(&stft) };
         let json = serde_json::to_string(&model).unwrap();
         assert_eq!(serde_json::from_str::<ModelConfig>(&json).unwrap(), model);
-        // Weights from before the floor was a setting used the legacy floor.
-        let old = json.replace(",\"feature_floor_db\":-80", "");
-        assert!(!old.contains("floor"), "{old}");
+        // Weights from before the floor and the band split were settings: the legacy floor,
+        // no band split.
+        let old = json.replace(",\"feature_floor_db\":-80", "").replace(",\"band_dim\":16", "");
+        assert!(!old.contains("floor") && !old.contains("band"), "{old}");
         let read = serde_json::from_str::<ModelConfig>(&old).unwrap();
-        assert_eq!(read, ModelConfig { feature_floor_db: crate::features::LEGACY_FLOOR_DB, ..model });
+        assert_eq!(read, ModelConfig { feature_floor_db: crate::features::LEGACY_FLOOR_DB, band_dim: 0, ..model });
     }
 
     #[test]

@@ -236,6 +236,10 @@ pub fn random_weights(model: ModelConfig, stft: StftConfig, seed: u64) -> Weight
             } else {
                 let fan_in = *shape.last().unwrap_or(&1) as f32;
                 let fan_in = if shape.len() == 1 { model.hidden as f32 } else { fan_in };
+                // A band layer's `[D, F]` weight: each output sums one band (split) or D
+                // embeddings (merge), not all F features.
+                let banded = [tensor_names::BAND_IN, tensor_names::BAND_OUT].iter().any(|b| name.starts_with(b));
+                let fan_in = if banded && shape.len() == 2 { shape[0] as f32 } else { fan_in };
                 let bound = 1.0 / fan_in.sqrt();
                 (0..n).map(|_| (rng.next_f32() * 2.0 - 1.0) * bound).collect()
             };

@@ -7,7 +7,7 @@ mod common;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use common::{constant_mask_weights, default_random_weights, instruments, voice};
+use common::{default_random_weights, instruments, voice};
 use isola_engine::rt::{OutputMode, RtMaskNet, Separator, SeparatorParams};
 
 struct CountingAllocator;
@@ -60,6 +60,13 @@ fn the_counter_sees_allocations() {
 #[test]
 fn process_never_allocates() {
     let weights = default_random_weights(77);
+    // Swapped in halfway: a band-split model, so its per-band layers run through the
+    // hostile stretches too.
+    let banded = {
+        use isola_engine::config::ModelConfig;
+        let stft = common::grid_1024();
+        isola_engine::weights::random_weights(ModelConfig { band_dim: 16, ..ModelConfig::light(&stft) }, stft, 78)
+    };
     let rate = 48_000.0;
     let len = 48_000;
     let v = voice(rate, len);
@@ -93,7 +100,7 @@ fn process_never_allocates() {
                 let mut main = signal[..channels].to_vec();
                 let mut vocals = vec![vec![0.0f32; block]; 2];
                 let mut accompaniment = vec![vec![0.0f32; block]; 2];
-                let swap_in = Some(Box::new(RtMaskNet::new(&constant_mask_weights(1.0)).unwrap()));
+                let swap_in = Some(Box::new(RtMaskNet::new(&banded).unwrap()));
                 let mut swap_in = swap_in;
                 let mut retired = None;
                 let allocations = count_allocations(|| {

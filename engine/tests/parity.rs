@@ -56,6 +56,8 @@ fn rt_matches_candle_for_200_plus_frames() {
                 ..ModelConfig::light(&common::grid_1024())
             },
         ),
+        // A band split: per-band layers before fc1 and after fc3.
+        (6, ModelConfig { hidden: 48, gru_layers: 2, band_dim: 8, ..ModelConfig::light(&common::grid_1024()) }),
     ] {
         let weights = random_weights(model, common::grid_1024(), seed);
         let mags = random_mags(FRAMES, model.features(), seed);

@@ -8,18 +8,28 @@
 //! a ─ GRU 0 ─ … ─ GRU L−1 ─► g [B, T, H]              (unidirectional: causal)
 //! [a, g] [B, T, 2H] ─ fc2 ─ relu ─ fc3 ─► logits [B, T, C, n_bins]      mask = sigmoid(logits)
 //! ```
+//! With a band split (`band_dim = D` > 0, `K` bands, [`crate::config::BandLayout`]), the
+//! features pass per-band linear layers before `fc1`, and `fc3`'s output per-band ones
+//! ([`band_split`]):
+//! ```text
+//! features [F] ─ band_in ─ tanh ─► [K·D] ─ fc1 …      … fc3 ─► [K·D] ─ tanh ─ band_out ─► logits [F]
+//! ```
 //! With `lookahead = D`, output frame `t` is the mask for input frame `t − D`.
 //! Tensor names (the weights contract) are [`ModelConfig::tensor_specs`].
 
+pub mod band_split;
 mod fused_gru;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use candle_core::{D, DType, Device, IndexOp, Result, Tensor};
 use candle_nn::{Init, Linear, Module, VarBuilder, VarMap};
 
-use crate::config::tensor_names::{self as names, BIAS_HH, BIAS_IH, FC1, FC2, FC3, WEIGHT_HH, WEIGHT_IH};
-use crate::config::{ModelConfig, StftConfig};
+use crate::config::tensor_names::{
+    self as names, BAND_IN, BAND_OUT, BIAS, BIAS_HH, BIAS_IH, FC1, FC2, FC3, WEIGHT, WEIGHT_HH, WEIGHT_IH,
+};
+use crate::config::{BandLayout, ModelConfig, StftConfig};
 use crate::weights::{self, Provenance, Weights, WeightsError};
 
 /// One unidirectional GRU layer with PyTorch's gate order (r, z, n).
@@ -96,12 +106,68 @@ impl Gru {
     }
 }
 
+/// The per-band layers of a band-split model (see module docs).
+#[derive(Debug, Clone)]
+struct Bands {
+    layout: Arc<BandLayout>,
+    in_w: Tensor,
+    in_b: Tensor,
+    out_w: Tensor,
+    out_b: Tensor,
+}
+
+impl Bands {
+    fn new(config: &ModelConfig, layout: BandLayout, vb: &VarBuilder) -> Result<Self> {
+        let (d, f) = (config.band_dim, config.features());
+        let e = layout.bands() * d;
+        // Each band's layer reads (or writes) its own features only: fan-in C·w_k for the
+        // split, D for the merge; the uniform bound of a linear layer with the widest band.
+        let widest = layout.edges.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(1) * config.channels;
+        let uniform = |fan_in: usize| {
+            let b = 1.0 / (fan_in as f64).sqrt();
+            Init::Uniform { lo: -b, up: b }
+        };
+        let (vin, vout) = (vb.pp(BAND_IN), vb.pp(BAND_OUT));
+        Ok(Self {
+            in_w: vin.get_with_hints((d, f), WEIGHT, uniform(widest))?,
+            in_b: vin.get_with_hints(e, BIAS, uniform(widest))?,
+            out_w: vout.get_with_hints((d, f), WEIGHT, uniform(d))?,
+            out_b: vout.get_with_hints(f, BIAS, uniform(d))?,
+            layout: Arc::new(layout),
+        })
+    }
+
+    /// `[.., F]` → `[.., K·D]`, then tanh.
+    fn split(&self, x: &Tensor) -> Result<Tensor> {
+        let (lead, f) = flatten_leading(x)?;
+        let y = band_split::split(&x.reshape((lead.iter().product::<usize>(), f))?, &self.in_w, &self.layout)?;
+        let e = y.dim(1)?;
+        y.broadcast_add(&self.in_b)?.tanh()?.reshape([lead, vec![e]].concat())
+    }
+
+    /// `[.., K·D]` → tanh → `[.., F]`.
+    fn merge(&self, x: &Tensor) -> Result<Tensor> {
+        let (lead, e) = flatten_leading(x)?;
+        let z = band_split::merge(&x.tanh()?.reshape((lead.iter().product::<usize>(), e))?, &self.out_w, &self.layout)?;
+        let f = z.dim(1)?;
+        z.broadcast_add(&self.out_b)?.reshape([lead, vec![f]].concat())
+    }
+}
+
+/// The leading dimensions of `x` and its last one.
+fn flatten_leading(x: &Tensor) -> Result<(Vec<usize>, usize)> {
+    let dims = x.dims();
+    let (last, lead) = dims.split_last().ok_or_else(|| candle_core::Error::Msg("a scalar has no features".into()))?;
+    Ok((lead.to_vec(), *last))
+}
+
 /// The causal mask network (see module docs).
 #[derive(Debug, Clone)]
 pub struct MaskNet {
     config: ModelConfig,
     input_mean: Tensor,
     input_scale: Tensor,
+    bands: Option<Bands>,
     fc1: Linear,
     grus: Vec<Gru>,
     fc2: Linear,
@@ -113,34 +179,44 @@ pub type MaskNetState = Vec<Tensor>;
 
 impl MaskNet {
     pub fn new(config: &ModelConfig, vb: VarBuilder) -> Result<Self> {
-        let (f, h) = (config.features(), config.hidden);
+        let (f, h, e) = (config.features(), config.hidden, config.embedding());
         // Statistics of the training data, never trained: detached (sharing the variables'
         // storage, so setting them later still reaches the network), so backpropagation
         // spends nothing on their gradients.
         let input_mean = vb.get_with_hints(f, names::INPUT_MEAN, Init::Const(-7.0))?.detach();
         let input_scale = vb.get_with_hints(f, names::INPUT_SCALE, Init::Const(1.0))?.detach();
-        let fc1 = candle_nn::linear(f, h, vb.pp(FC1))?;
+        let bands = config.band_layout().map(|layout| Bands::new(config, layout, &vb)).transpose()?;
+        let fc1 = candle_nn::linear(e, h, vb.pp(FC1))?;
         let grus =
             (0..config.gru_layers).map(|l| Gru::new(h, h, vb.pp(names::GRU).pp(l))).collect::<Result<Vec<_>>>()?;
         let fc2 = candle_nn::linear(2 * h, h, vb.pp(FC2))?;
-        let fc3 = candle_nn::linear(h, f, vb.pp(FC3))?;
-        Ok(Self { config: *config, input_mean, input_scale, fc1, grus, fc2, fc3 })
+        let fc3 = candle_nn::linear(h, e, vb.pp(FC3))?;
+        Ok(Self { config: *config, input_mean, input_scale, bands, fc1, grus, fc2, fc3 })
     }
 
     pub fn config(&self) -> &ModelConfig {
         &self.config
     }
 
-    /// `mag [B, T, C, n_bins]` → `[B, T, F]` normalised log features.
+    /// `mag [B, T, C, n_bins]` → `[B, T, F]` normalised log features, or their band
+    /// embeddings `[B, T, K·D]` with a band split: what `fc1` reads.
     fn features(&self, mag: &Tensor) -> Result<Tensor> {
         let (b, t, c, n) = mag.dims4()?;
         let x = log_magnitudes(mag, self.config.feature_floor())?.reshape((b, t, c * n))?;
-        x.broadcast_sub(&self.input_mean)?.broadcast_mul(&self.input_scale)
+        let x = x.broadcast_sub(&self.input_mean)?.broadcast_mul(&self.input_scale)?;
+        match &self.bands {
+            Some(bands) => bands.split(&x),
+            None => Ok(x),
+        }
     }
 
     fn head(&self, a: &Tensor, g: &Tensor) -> Result<Tensor> {
         let cat = Tensor::cat(&[a, g], D::Minus1)?;
-        self.fc3.forward(&self.fc2.forward(&cat)?.relu()?)
+        let out = self.fc3.forward(&self.fc2.forward(&cat)?.relu()?)?;
+        match &self.bands {
+            Some(bands) => bands.merge(&out),
+            None => Ok(out),
+        }
     }
 
     /// Whole sequences, for training: `mag [B, T, C, n_bins]` (linear STFT magnitudes) →

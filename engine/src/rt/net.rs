@@ -9,8 +9,12 @@
 //! b      = relu(fc2 · [a, h_L])                            [H]
 //! logits = fc3 · b                                         [F]   mask = sigmoid(logits)
 //! ```
+//! With a band split (`K` bands of `D`): `fc1` reads `tanh(band_in(z))` `[K·D]` and
+//! `logits = band_out(tanh(fc3 · b))` (see `crate::model::band_split`).
 
-use crate::config::tensor_names::{self as names, BIAS, BIAS_HH, BIAS_IH, FC1, FC2, FC3, WEIGHT, WEIGHT_HH, WEIGHT_IH};
+use crate::config::tensor_names::{
+    self as names, BAND_IN, BAND_OUT, BIAS, BIAS_HH, BIAS_IH, FC1, FC2, FC3, WEIGHT, WEIGHT_HH, WEIGHT_IH,
+};
 use crate::config::{FrameGrid, ModelConfig, StftConfig};
 use crate::error::EngineError;
 use crate::features::log_magnitude;
@@ -25,6 +29,49 @@ struct GruLayer {
     state: Vec<f32>,
 }
 
+/// The per-band layers of a band-split model, with their scratch.
+struct BandLayers {
+    /// `D`.
+    dim: usize,
+    /// The band of each feature.
+    feature_band: Vec<usize>,
+    /// `[D, F]` each.
+    in_w: Vec<f32>,
+    in_b: Vec<f32>,
+    out_w: Vec<f32>,
+    out_b: Vec<f32>,
+    /// Band embeddings `[K·D]`: `fc1`'s input, then `fc3`'s output.
+    embedding: Vec<f32>,
+}
+
+impl BandLayers {
+    /// `embedding = tanh(band_in(z))`.
+    #[inline(always)]
+    fn split(&mut self, z: &[f32]) {
+        let (d, f) = (self.dim, z.len());
+        self.embedding.copy_from_slice(&self.in_b);
+        for c in 0..d {
+            for ((&w, &x), &b) in self.in_w[c * f..(c + 1) * f].iter().zip(z).zip(&self.feature_band) {
+                self.embedding[b * d + c] += w * x;
+            }
+        }
+        self.embedding.iter_mut().for_each(|v| *v = math::tanh(*v));
+    }
+
+    /// `logits = band_out(tanh(embedding))`.
+    #[inline(always)]
+    fn merge(&mut self, logits: &mut [f32]) {
+        let (d, f) = (self.dim, logits.len());
+        self.embedding.iter_mut().for_each(|v| *v = math::tanh(*v));
+        logits.copy_from_slice(&self.out_b);
+        for c in 0..d {
+            for ((o, &w), &b) in logits.iter_mut().zip(&self.out_w[c * f..(c + 1) * f]).zip(&self.feature_band) {
+                *o += w * self.embedding[b * d + c];
+            }
+        }
+    }
+}
+
 /// Allocation-free GRU mask network. Built off the audio thread, stepped on it.
 pub struct RtMaskNet {
     model: ModelConfig,
@@ -35,6 +82,7 @@ pub struct RtMaskNet {
     floor: f32,
     input_mean: Vec<f32>,
     input_scale: Vec<f32>,
+    bands: Option<BandLayers>,
     fc1_w: Vec<f32>,
     fc1_b: Vec<f32>,
     layers: Vec<GruLayer>,
@@ -67,6 +115,15 @@ impl RtMaskNet {
                 state: vec![0.0; h],
             })
             .collect();
+        let bands = model.band_layout().map(|layout| BandLayers {
+            dim: model.band_dim,
+            embedding: vec![0.0; model.embedding()],
+            feature_band: layout.feature_band,
+            in_w: t(&names::linear(BAND_IN, WEIGHT)),
+            in_b: t(&names::linear(BAND_IN, BIAS)),
+            out_w: t(&names::linear(BAND_OUT, WEIGHT)),
+            out_b: t(&names::linear(BAND_OUT, BIAS)),
+        });
         Ok(Self {
             model,
             stft: weights.meta.stft,
@@ -75,6 +132,7 @@ impl RtMaskNet {
             floor: model.feature_floor(),
             input_mean: t(names::INPUT_MEAN),
             input_scale: t(names::INPUT_SCALE),
+            bands,
             fc1_w: t(&names::linear(FC1, WEIGHT)),
             fc1_b: t(&names::linear(FC1, BIAS)),
             layers,
@@ -147,7 +205,13 @@ impl RtMaskNet {
             *z = (log_magnitude(m, self.floor) - mean) * scale;
         }
         let (a, top) = self.a_cat.split_at_mut(h);
-        matvec_body::<FMA>(&self.fc1_w, &self.z, &self.fc1_b, a);
+        match &mut self.bands {
+            Some(bands) => {
+                bands.split(&self.z);
+                matvec_body::<FMA>(&self.fc1_w, &bands.embedding, &self.fc1_b, a);
+            }
+            None => matvec_body::<FMA>(&self.fc1_w, &self.z, &self.fc1_b, a),
+        }
         a.iter_mut().for_each(|v| *v = math::tanh(*v));
 
         // Layer input: `a` for the first layer, the previous layer's state after that; the
@@ -173,7 +237,13 @@ impl RtMaskNet {
 
         matvec_body::<FMA>(&self.fc2_w, &self.a_cat, &self.fc2_b, &mut self.b);
         self.b.iter_mut().for_each(|v| *v = v.max(0.0));
-        matvec_body::<FMA>(&self.fc3_w, &self.b, &self.fc3_b, logits);
+        match &mut self.bands {
+            Some(bands) => {
+                matvec_body::<FMA>(&self.fc3_w, &self.b, &self.fc3_b, &mut bands.embedding);
+                bands.merge(logits);
+            }
+            None => matvec_body::<FMA>(&self.fc3_w, &self.b, &self.fc3_b, logits),
+        }
 
         let finite =
             logits.iter().all(|v| v.is_finite()) && self.layers.iter().all(|l| l.state.iter().all(|v| v.is_finite()));

@@ -28,8 +28,8 @@ pub struct TrainArgs {
     /// Fine-tune: start from these weights instead of random ones. An exported weights file,
     /// a run's checkpoint.safetensors or best.safetensors (its model only: fresh optimiser,
     /// step 0), or `default` for the built-in weights. The weights' input normalisation is
-    /// kept. Model settings (stft, hidden, gru_layers, lookahead) that --config does not set
-    /// are taken from the weights; those it sets must match them.
+    /// kept. Model settings (stft, hidden, gru_layers, lookahead, feature_floor_db, band_dim)
+    /// that --config does not set are taken from the weights; those it sets must match them.
     #[arg(long, value_name = "WEIGHTS")]
     pub init: Option<PathBuf>,
     /// Seed of initialisation and sampling (same seed, same run).

@@ -45,9 +45,11 @@ pub(super) fn info(args: &InfoArgs) -> anyhow::Result<()> {
     println!("file:            {}", args.file.display());
     println!("format version:  {}", w.meta.format_version);
     println!("name:            {}", p.name);
+    let bands =
+        m.band_layout().map_or("no band split".to_string(), |b| format!("{} bands of {}", b.bands(), m.band_dim));
     println!(
-        "model:           {} channels, {} bins, hidden {}, {} GRU layers, lookahead {} frames",
-        m.channels, m.n_bins, m.hidden, m.gru_layers, m.lookahead
+        "model:           {} channels, {} bins, hidden {}, {} GRU layers, lookahead {} frames, {bands}, feature floor {} dB",
+        m.channels, m.n_bins, m.hidden, m.gru_layers, m.lookahead, m.feature_floor_db
     );
     println!("parameters:      {}", m.param_count());
     println!("stft:            {} Hz, fft {}, hop {}, window {:?}", s.sample_rate, s.fft_size, s.hop, s.window);

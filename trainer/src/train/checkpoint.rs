@@ -154,7 +154,7 @@ impl From<InitWeights> for Start {
 
 /// The model settings of a [`TrainConfig`] that must match the weights a run starts from
 /// (the keys a config file may set).
-pub const MODEL_KEYS: [&str; 5] = ["stft", "hidden", "gru_layers", "lookahead", "feature_floor_db"];
+pub const MODEL_KEYS: [&str; 6] = ["stft", "hidden", "gru_layers", "lookahead", "feature_floor_db", "band_dim"];
 
 /// Weights a fine-tuning run starts from (`isola train --init`), validated against the
 /// weights contract.
@@ -213,6 +213,7 @@ impl InitWeights {
             ("gru_layers", m.gru_layers.to_string(), cfg.gru_layers.to_string()),
             ("lookahead", m.lookahead.to_string(), cfg.lookahead.to_string()),
             ("feature_floor_db", m.feature_floor_db.to_string(), cfg.feature_floor_db.to_string()),
+            ("band_dim", m.band_dim.to_string(), cfg.band_dim.to_string()),
             ("channels", m.channels.to_string(), run.channels.to_string()),
         ];
         let mut out: Vec<String> =
@@ -259,6 +260,9 @@ impl InitWeights {
         if take("feature_floor_db") {
             cfg.feature_floor_db = m.feature_floor_db;
         }
+        if take("band_dim") {
+            cfg.band_dim = m.band_dim;
+        }
         let mut changed = Vec::new();
         let s0 = before.stft;
         if cfg.stft != s0 {
@@ -272,6 +276,7 @@ impl InitWeights {
             ("gru_layers", cfg.gru_layers.to_string(), before.gru_layers.to_string()),
             ("lookahead", cfg.lookahead.to_string(), before.lookahead.to_string()),
             ("feature_floor_db", cfg.feature_floor_db.to_string(), before.feature_floor_db.to_string()),
+            ("band_dim", cfg.band_dim.to_string(), before.band_dim.to_string()),
         ] {
             if new != old {
                 changed.push(format!("{what} {new} (instead of {old})"));

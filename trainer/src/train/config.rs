@@ -30,6 +30,8 @@ pub struct TrainConfig {
     pub lookahead: usize,
     /// Floor of the input feature `ln(|X| + floor)`, in dB (see `isola_engine::features`).
     pub feature_floor_db: i32,
+    /// Band split: each band's embedding width, 0 for none (see `isola_engine::config::BandLayout`).
+    pub band_dim: usize,
 
     pub batch_size: usize,
     /// Seconds per training example.
@@ -147,6 +149,7 @@ impl Default for TrainConfig {
             gru_layers: light.gru_layers,
             lookahead: light.lookahead,
             feature_floor_db: light.feature_floor_db,
+            band_dim: light.band_dim,
             // Short chunks, wide batches: the GRU's time steps are sequential, so this
             // trains ~2x more audio per second than 3 s x 8 on CPU.
             batch_size: 12,
@@ -209,6 +212,7 @@ impl TrainConfig {
             gru_layers: self.gru_layers,
             lookahead: self.lookahead,
             feature_floor_db: self.feature_floor_db,
+            band_dim: self.band_dim,
         }
     }
 
@@ -272,6 +276,25 @@ mod tests {
         let defaults = TrainConfig { data: c.data.clone(), ..TrainConfig::default() };
         assert_eq!(c, defaults, "train.example.toml drifted from TrainConfig::default()");
         assert_eq!(c.data.len(), 3);
+    }
+
+    /// The shipped weights' configs and the exploration configs must keep loading (no
+    /// renamed or removed option) and validating, so their runs stay reproducible.
+    #[test]
+    fn committed_configs_load_and_validate() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut n = 0;
+        for dir in ["assets/weights", "docs/exploration"] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "toml") {
+                    let c = TrainConfig::load(&path).unwrap();
+                    c.validate().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    n += 1;
+                }
+            }
+        }
+        assert!(n >= 10, "found only {n} configs");
     }
 
     #[test]
