@@ -54,10 +54,7 @@ struct BandOp {
 }
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&s.as_slice::<f32>()?[start..end]),
-        None => candle_core::bail!("band layer: input is not contiguous"),
-    }
+    super::cpu_operand(s, l, "band layer", None)
 }
 
 impl BandOp {

@@ -32,11 +32,7 @@ pub(super) fn forward(gi: &Tensor, w_hh: &Tensor, b_hh: &Tensor) -> Result<Tenso
 }
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("fused GRU: input is not contiguous"),
-    }
+    super::cpu_operand(s, l, "fused GRU", None)
 }
 
 fn sigmoid(x: f32) -> f32 {

@@ -251,6 +251,22 @@ impl MaskNet {
     }
 }
 
+/// The f32 elements of a contiguous operand of a fused CPU op (`op` names the op in the
+/// error), optionally checked to hold `len` elements.
+pub fn cpu_operand<'a>(
+    s: &'a candle_core::CpuStorage,
+    l: &candle_core::Layout,
+    op: &str,
+    len: Option<usize>,
+) -> Result<&'a [f32]> {
+    let Some((start, end)) = l.contiguous_offsets() else { candle_core::bail!("{op}: operand is not contiguous") };
+    let x = &s.as_slice::<f32>()?[start..end];
+    if let Some(len) = len.filter(|&n| n != x.len()) {
+        candle_core::bail!("{op}: {} elements where {len} were expected", x.len());
+    }
+    Ok(x)
+}
+
 /// The network's input feature `ln(|X| + floor)` (`features::log_magnitude`) of every
 /// element of `mag` (linear STFT magnitudes, any shape); `floor` is
 /// `ModelConfig::feature_floor`.

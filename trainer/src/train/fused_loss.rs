@@ -74,11 +74,7 @@ impl CustomOp1 for MaskL1 {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let Some((start, end)) = l.contiguous_offsets() else { candle_core::bail!("mask loss: logits not contiguous") };
-        let logits = &s.as_slice::<f32>()?[start..end];
-        if logits.len() != self.mix.len() {
-            candle_core::bail!("mask loss: {} logits for {} bins", logits.len(), self.mix.len());
-        }
+        let logits = isola_engine::model::cpu_operand(s, l, "mask loss", Some(self.mix.len()))?;
         let mut total = 0.0f64;
         self.for_each(logits, |i, w, s| {
             let ev = s * self.mix[i];

@@ -147,15 +147,6 @@ fn sigmoid(x: f32) -> f32 {
 /// [`SdrTargets::loss`] on the CPU as one op.
 struct WaveSdr(Arc<SdrTargets>);
 
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, len: usize) -> Result<&'a [f32]> {
-    let Some((start, end)) = l.contiguous_offsets() else { candle_core::bail!("SDR loss: logits not contiguous") };
-    let x = &s.as_slice::<f32>()?[start..end];
-    if x.len() != len {
-        candle_core::bail!("SDR loss: {} logits for {len} bins", x.len());
-    }
-    Ok(x)
-}
-
 impl CustomOp1 for WaveSdr {
     fn name(&self) -> &'static str {
         "isola-wave-sdr"
@@ -163,7 +154,7 @@ impl CustomOp1 for WaveSdr {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let t = &self.0;
-        let logits = contiguous(s, l, t.mix.len())?;
+        let logits = isola_engine::model::cpu_operand(s, l, "SDR loss", Some(t.mix.len()))?;
         let value = t.value(&t.errors(&t.estimates(logits)));
         Ok((CpuStorage::F32(vec![value as f32]), Shape::from(())))
     }
