@@ -196,6 +196,7 @@ mod tests {
 
     #[test]
     fn the_fused_loss_matches_the_elementary_loss_and_its_gradient() {
+        use crate::train::test_util::assert_same_loss_and_gradient;
         use candle_core::Var;
         let dev = Device::Cpu;
         let (b, t, c, n) = (2, 5, 2, 9);
@@ -213,15 +214,8 @@ mod tests {
             let logits = Var::from_tensor(&data(3, -0.5).affine(4.0, 0.0).unwrap()).unwrap();
             let fused = logits.as_tensor().apply_op1(MaskL1::new(&mix, &voc, &acc, &bins, power).unwrap()).unwrap();
             let plain = mask_loss_elementary(logits.as_tensor(), &mix, &voc, &acc, &bins, power).unwrap();
-            let (f, p) = (fused.to_scalar::<f32>().unwrap(), plain.to_scalar::<f32>().unwrap());
-            assert!((f - p).abs() <= 1e-5 * p.abs(), "power {power}: loss {f} vs {p}");
-            let grad = |l: &Tensor| l.backward().unwrap().get(logits.as_tensor()).unwrap().flatten_all().unwrap();
-            let (gf, gp) = (grad(&fused).to_vec1::<f32>().unwrap(), grad(&plain).to_vec1::<f32>().unwrap());
-            let big = gp.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-            assert!(big > 0.0);
-            for (x, y) in gf.iter().zip(&gp) {
-                assert!((x - y).abs() <= 1e-4 * big, "power {power}: gradient {x} vs {y} (largest {big})");
-            }
+            let what = format!("power {power}");
+            assert_same_loss_and_gradient(&fused, &plain, &logits, |p| 1e-5 * p.abs(), 1e-4, &what);
         }
     }
 

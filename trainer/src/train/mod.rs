@@ -21,6 +21,36 @@ pub mod sampler;
 mod sdr_loss;
 mod trainer;
 
+/// Checks shared by the tests of the fused loss ops.
+#[cfg(test)]
+mod test_util {
+    use candle_core::{Tensor, Var};
+
+    /// A fused loss and its elementary twin agree: in value within `value_tol(plain value)`,
+    /// and in the gradient with respect to `var` element by element within `grad_rel` of the
+    /// gradient's largest element, which must not be 0.
+    pub(super) fn assert_same_loss_and_gradient(
+        fused: &Tensor,
+        plain: &Tensor,
+        var: &Var,
+        value_tol: impl Fn(f32) -> f32,
+        grad_rel: f32,
+        what: &str,
+    ) {
+        let (f, p) = (fused.to_scalar::<f32>().unwrap(), plain.to_scalar::<f32>().unwrap());
+        assert!((f - p).abs() <= value_tol(p), "{what}: loss {f} vs {p}");
+        let grad = |l: &Tensor| {
+            l.backward().unwrap().get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        };
+        let (gf, gp) = (grad(fused), grad(plain));
+        let big = gp.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        assert!(big > 0.0, "{what}: zero gradient");
+        for (x, y) in gf.iter().zip(&gp) {
+            assert!((x - y).abs() <= grad_rel * big, "{what}: gradient {x} vs {y} (largest {big})");
+        }
+    }
+}
+
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;

@@ -1,5 +1,5 @@
 //! A waveform term for the training loss: the SDR of the vocals and accompaniment that the
-//! masks resynthesise, through the engine's own inverse STFT ([`FrameSynthesizer`]).
+//! masks resynthesise, through the engine's own inverse STFT (`offline::overlap_add`).
 //!
 //! The estimate of vocals is `ŝ = iSTFT(σ(l) · X)` and of accompaniment `x − ŝ`, so both
 //! estimates have the same error `e = s − ŝ`. Per example (both channels, over the samples
@@ -14,12 +14,12 @@
 //! synthesis; elsewhere [`sdr_loss_elementary`] builds it from matrix products.
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use isola_engine::StftConfig;
 use isola_engine::offline::{self, SynthesisAdjoint};
-use isola_engine::rt::stft::FrameSynthesizer;
+use isola_engine::rt::stft::synthesis_gain;
 use rayon::prelude::*;
 use realfft::num_complex::Complex32;
 
@@ -58,12 +58,7 @@ impl SdrTargets {
         assert_eq!(mix.len(), b * t * c * n, "mixture spectra for {dims:?}");
         assert_eq!(vocals.len(), mix.len(), "vocals spectra for {dims:?}");
         let range = offline::complete_samples(stft, t);
-        // One channel's frames, contiguous, as `offline::overlap_add` takes them.
-        let channel = |x: &[Complex32], e: usize, ch: usize| -> Vec<Complex32> {
-            (0..t).flat_map(|f| x[((e * t + f) * c + ch) * n..][..n].iter().copied()).collect()
-        };
-        let resynth =
-            |x: &[Complex32], i: usize| offline::overlap_add(stft, &channel(x, i / c, i % c))[range.clone()].to_vec();
+        let resynth = |x: &[Complex32], i: usize| resynthesise(stft, dims, &range, i, |j| x[j]);
         let voc: Vec<Vec<f32>> = (0..b * c).into_par_iter().map(|i| resynth(vocals, i)).collect();
         let mixed: Vec<Vec<f32>> = (0..b * c).into_par_iter().map(|i| resynth(&mix, i)).collect();
         let energy = |x: &[f32]| x.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>();
@@ -86,7 +81,7 @@ impl SdrTargets {
     /// the CPU, else elementary ops.
     pub(super) fn loss(self: &Arc<Self>, logits: &Tensor) -> Result<Tensor> {
         if logits.device().is_cpu() {
-            return logits.contiguous()?.apply_op1(WaveSdr(Arc::clone(self)));
+            return logits.contiguous()?.apply_op1(WaveSdr(Arc::clone(self), Mutex::new(None)));
         }
         sdr_loss_elementary(self, logits)
     }
@@ -94,27 +89,10 @@ impl SdrTargets {
     /// Resynthesised vocals of every example and channel (`[B · C][len(range)]`) for the
     /// mask logits `logits` (contiguous `[B, T, C, n_bins]`).
     fn estimates(&self, logits: &[f32]) -> Vec<Vec<f32>> {
-        let (b, t, c, n) = self.dims;
+        let (b, _, c, _) = self.dims;
         (0..b * c)
             .into_par_iter()
-            .map(|i| {
-                let (e, ch) = (i / c, i % c);
-                let mut synth = FrameSynthesizer::new(&self.stft);
-                let (fft, hop) = (self.stft.fft_size, self.stft.hop);
-                let mut out = vec![0.0f32; (t - 1) * hop + fft];
-                let (mut spectrum, mut frame) = (vec![Complex32::new(0.0, 0.0); n], vec![0.0f32; fft]);
-                for f in 0..t {
-                    let at = ((e * t + f) * c + ch) * n;
-                    for ((y, x), l) in spectrum.iter_mut().zip(&self.mix[at..at + n]).zip(&logits[at..at + n]) {
-                        *y = x * sigmoid(*l);
-                    }
-                    synth.synthesise(&spectrum, &mut frame);
-                    for (o, v) in out[f * hop..f * hop + fft].iter_mut().zip(&frame) {
-                        *o += v;
-                    }
-                }
-                out[self.range.clone()].to_vec()
-            })
+            .map(|i| resynthesise(&self.stft, self.dims, &self.range, i, |j| self.mix[j] * sigmoid(logits[j])))
             .collect()
     }
 
@@ -140,12 +118,33 @@ impl SdrTargets {
     }
 }
 
+/// Channel `i = b · C + c` of spectra in the `[B, T, C, n_bins]` layout `dims`, element `j`
+/// (a flat index into that layout) being `value(j)`, resynthesised by the offline STFT and
+/// cut to `range`.
+fn resynthesise(
+    stft: &StftConfig,
+    dims: (usize, usize, usize, usize),
+    range: &Range<usize>,
+    i: usize,
+    value: impl Fn(usize) -> Complex32,
+) -> Vec<f32> {
+    let (_, t, c, n) = dims;
+    let (e, ch) = (i / c, i % c);
+    let frames: Vec<Complex32> =
+        (0..t).flat_map(|f| (0..n).map(move |k| ((e * t + f) * c + ch) * n + k)).map(value).collect();
+    offline::overlap_add(stft, &frames)[range.clone()].to_vec()
+}
+
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// [`SdrTargets::loss`] on the CPU as one op.
-struct WaveSdr(Arc<SdrTargets>);
+/// [`SdrTargets::loss`] on the CPU as one op. The forward pass keeps its estimates and
+/// error energies for the backward pass, which needs the same.
+struct WaveSdr(Arc<SdrTargets>, Mutex<Option<Forward>>);
+
+/// Estimates (see [`SdrTargets::estimates`]) and per-example error energies.
+type Forward = (Vec<Vec<f32>>, Vec<f64>);
 
 impl CustomOp1 for WaveSdr {
     fn name(&self) -> &'static str {
@@ -155,7 +154,12 @@ impl CustomOp1 for WaveSdr {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let t = &self.0;
         let logits = isola_engine::model::cpu_operand(s, l, "SDR loss", Some(t.mix.len()))?;
-        let value = t.value(&t.errors(&t.estimates(logits)));
+        let estimates = t.estimates(logits);
+        let errors = t.errors(&estimates);
+        let value = t.value(&errors);
+        if let Ok(mut kept) = self.1.lock() {
+            *kept = Some((estimates, errors));
+        }
         Ok((CpuStorage::F32(vec![value as f32]), Shape::from(())))
     }
 
@@ -165,8 +169,14 @@ impl CustomOp1 for WaveSdr {
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         let t = &self.0;
         let logits = arg.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let estimates = t.estimates(&logits);
-        let errors = t.errors(&estimates);
+        let (estimates, errors) = match self.1.lock().ok().and_then(|mut kept| kept.take()) {
+            Some(forward) => forward,
+            None => {
+                let estimates = t.estimates(&logits);
+                let errors = t.errors(&estimates);
+                (estimates, errors)
+            }
+        };
         let (b, frames, c, n) = t.dims;
         let g = f64::from(grad_res.to_scalar::<f32>()?) / b as f64;
         let (fft, hop) = (t.stft.fft_size, t.stft.hop);
@@ -221,14 +231,7 @@ fn sdr_loss_elementary(t: &SdrTargets, logits: &Tensor) -> Result<Tensor> {
     let dev = logits.device();
     let q = fft / hop;
     // Basis rows: bin k's contribution per unit real / imaginary part to each sample.
-    let gain = {
-        let mut synth = FrameSynthesizer::new(&t.stft);
-        let mut impulse = vec![Complex32::new(0.0, 0.0); n];
-        impulse[0] = Complex32::new(1.0, 0.0);
-        let mut frame = vec![0.0f32; fft];
-        synth.synthesise(&impulse, &mut frame);
-        frame // the DC impulse gives gain[i] · 1
-    };
+    let gain = synthesis_gain(&t.stft);
     let (mut cos, mut sin) = (vec![0.0f32; n * fft], vec![0.0f32; n * fft]);
     for k in 0..n {
         let ck = if k == 0 || k == fft / 2 { 1.0 } else { 2.0 };
@@ -269,6 +272,7 @@ fn sdr_loss_elementary(t: &SdrTargets, logits: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::test_util::assert_same_loss_and_gradient;
     use candle_core::{Device, Var};
 
     /// A small batch: 2 examples, 2 channels, random-ish spectra on a 64/16 grid.
@@ -307,15 +311,7 @@ mod tests {
         let logits = Var::from_tensor(&Tensor::from_vec(l, dims, &Device::Cpu).unwrap()).unwrap();
         let fused = t.loss(logits.as_tensor()).unwrap();
         let plain = sdr_loss_elementary(&t, logits.as_tensor()).unwrap();
-        let (f, p) = (fused.to_scalar::<f32>().unwrap(), plain.to_scalar::<f32>().unwrap());
-        assert!((f - p).abs() <= 1e-3 * p.abs().max(1.0), "loss {f} vs {p}");
-        let grad = |l: &Tensor| l.backward().unwrap().get(logits.as_tensor()).unwrap().flatten_all().unwrap();
-        let (gf, gp) = (grad(&fused).to_vec1::<f32>().unwrap(), grad(&plain).to_vec1::<f32>().unwrap());
-        let big = gp.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-        assert!(big > 0.0);
-        for (x, y) in gf.iter().zip(&gp) {
-            assert!((x - y).abs() <= 1e-3 * big, "gradient {x} vs {y} (largest {big})");
-        }
+        assert_same_loss_and_gradient(&fused, &plain, &logits, |p| 1e-3 * p.abs().max(1.0), 1e-3, "SDR term");
     }
 
     /// The term recomputed from its definition with the offline STFT: resynthesise the
