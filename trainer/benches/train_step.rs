@@ -2,7 +2,8 @@
 //! light and the worker model, with each step's time split into its phases (drawing and
 //! augmenting examples, STFT, forward with the loss, backward, optimiser). Synthetic tracks
 //! at 44.1 kHz held in RAM, the shipped configs' batch (12 × 2 s) and the default
-//! augmentations; 2 warm-up steps, then the mean of 8. `light+sdr` adds the waveform SDR term.
+//! augmentations; 2 warm-up steps, then the mean of 8. `light+sdr` adds the waveform SDR term,
+//! `band32` the band-split front end and mask head.
 //! `cargo bench -p isola-trainer --bench train_step` (`RAYON_NUM_THREADS` sets the threads).
 
 use isola_trainer::data::{LooseAudio, TrackAudio};
@@ -50,12 +51,13 @@ fn data() -> RunData {
     }
 }
 
-fn report(name: &str, hidden: usize, sdr_loss_weight: f64) {
+fn report(name: &str, hidden: usize, band_dim: usize, sdr_loss_weight: f64) {
     let cfg = TrainConfig {
         hidden,
         gru_layers: 3,
         batch_size: 12,
         chunk_seconds: 2.0,
+        band_dim,
         sdr_loss_weight,
         ..TrainConfig::default()
     };
@@ -89,8 +91,10 @@ fn report(name: &str, hidden: usize, sdr_loss_weight: f64) {
 }
 
 fn main() {
-    report("light", 128, 0.0);
+    report("light", 128, 0, 0.0);
     // The waveform SDR term costs a resynthesis forward and its adjoint backward.
-    report("light+sdr", 128, 0.03);
-    report("worker", 256, 0.0);
+    report("light+sdr", 128, 0, 0.03);
+    // The band split (32 per band) adds per-band layers at both ends.
+    report("band32", 128, 32, 0.0);
+    report("worker", 256, 0, 0.0);
 }

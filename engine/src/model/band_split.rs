@@ -79,24 +79,24 @@ impl CustomOp2 for BandOp {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, f, k, d) = self.dims(l1, l2)?;
         let (x, w) = (slice(s1, l1)?, slice(s2, l2)?);
+        // `W` transposed, `[F, D]`: feature `j`'s weights are one contiguous row, so both
+        // layers are runs of length-`D` axpys and dots that vectorise (the strided scatter
+        // this replaced made a band32 training step 1.6× as slow; train_step bench).
+        let wt = transpose(w, d, f);
         let band = &self.bands.feature_band;
         if self.merge {
             let mut out = vec![0.0f32; n * f];
             for (row, e) in out.chunks_exact_mut(f).zip(x.chunks_exact(k * d)) {
-                for (j, o) in row.iter_mut().enumerate() {
-                    let e = &e[band[j] * d..(band[j] + 1) * d];
-                    *o = (0..d).map(|c| w[c * f + j] * e[c]).sum();
+                for ((o, wj), &b) in row.iter_mut().zip(wt.chunks_exact(d)).zip(band) {
+                    *o = dot(wj, &e[b * d..(b + 1) * d]);
                 }
             }
             Ok((CpuStorage::F32(out), Shape::from((n, f))))
         } else {
             let mut out = vec![0.0f32; n * k * d];
             for (y, x) in out.chunks_exact_mut(k * d).zip(x.chunks_exact(f)) {
-                for c in 0..d {
-                    let w = &w[c * f..(c + 1) * f];
-                    for ((&xj, &wj), &b) in x.iter().zip(w).zip(band) {
-                        y[b * d + c] += wj * xj;
-                    }
+                for ((&xj, wj), &b) in x.iter().zip(wt.chunks_exact(d)).zip(band) {
+                    axpy(&mut y[b * d..(b + 1) * d], xj, wj);
                 }
             }
             Ok((CpuStorage::F32(out), Shape::from((n, k * d))))
@@ -123,17 +123,47 @@ impl CustomOp2 for BandOp {
         let k = bands.bands();
         // Rows of the feature side (`x` for split, `g` for merge) and the band side.
         let (feat, emb) = if self.merge { (&g, &x) } else { (&x, &g) };
-        let mut dw = vec![0.0f32; d * f];
+        // Accumulated transposed (`[F, D]`, as in the forward pass), then turned back.
+        let mut dwt = vec![0.0f32; f * d];
         for (fr, er) in feat.chunks_exact(f).zip(emb.chunks_exact(k * d)) {
-            for c in 0..d {
-                let row = &mut dw[c * f..(c + 1) * f];
-                for ((o, &xj), &b) in row.iter_mut().zip(fr).zip(&bands.feature_band) {
-                    *o += er[b * d + c] * xj;
-                }
+            for ((&xj, o), &b) in fr.iter().zip(dwt.chunks_exact_mut(d)).zip(&bands.feature_band) {
+                axpy(o, xj, &er[b * d..(b + 1) * d]);
             }
         }
-        Ok((Some(d_input), Some(Tensor::from_vec(dw, (d, f), arg2.device())?)))
+        Ok((Some(d_input), Some(Tensor::from_vec(transpose(&dwt, f, d), (d, f), arg2.device())?)))
     }
+}
+
+/// `a [rows, cols]` (row-major) → `[cols, rows]`.
+fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0f32; a.len()];
+    for (r, row) in a.chunks_exact(cols).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            t[c * rows + r] = v;
+        }
+    }
+    t
+}
+
+/// `y += a · x`.
+fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+/// `Σ a·b` over eight partial sums, so that the loop vectorises (a single running sum
+/// would fix the order of the additions).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(p, q)| p * q).sum();
+    for (p, q) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += p[i] * q[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]
