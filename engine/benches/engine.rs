@@ -11,7 +11,7 @@ use isola_engine::candle_core::{Device, Tensor};
 use isola_engine::config::{ModelConfig, StftConfig};
 use isola_engine::model;
 use isola_engine::render::Render;
-use isola_engine::rt::{RtMaskNet, Separator, SeparatorParams};
+use isola_engine::rt::{Precision, RtMaskNet, Separator, SeparatorParams};
 use isola_engine::weights::{Weights, random_weights};
 use isola_engine::worker::{Worker, WorkerConfig};
 
@@ -134,6 +134,58 @@ fn worker_miss_rate(light: &Weights, heavy: &Weights, seconds: f64, budget_hops:
     (stats.hits, stats.misses)
 }
 
+/// Per weight precision: the bytes a frame reads, µs per frame back to back (weights hot
+/// in cache), after 64 MB of other memory traffic (cold: what a frame costs at real-time
+/// pace in a busy host), and cold but with every weight line prefetched 200 µs before (the
+/// cache warming the blocks between frames do). Medians of 41.
+fn precision_table(weights: &Weights) {
+    let f = weights.meta.model.features();
+    let (input, mut logits) = (frame_input(f), vec![0.0; f]);
+    let mut traffic = vec![1u8; 64 << 20];
+    let mut evict = |round: u8| {
+        // Writes, so the lines are owned elsewhere too; one byte per 64-byte line.
+        traffic.iter_mut().step_by(64).for_each(|v| *v = v.wrapping_add(round));
+        black_box(&traffic);
+    };
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for p in Precision::ALL {
+        let mut net = RtMaskNet::with_precision(weights, p).unwrap();
+        let hot = median_us(
+            || {
+                black_box(net.step(black_box(&input), &mut logits));
+            },
+            15,
+            400,
+        );
+        let mut timed = |warm: bool| {
+            let v = (0..41u8)
+                .map(|i| {
+                    evict(i);
+                    if warm {
+                        let lines = net.weight_lines();
+                        net.warm(lines);
+                        let until = Instant::now() + Duration::from_micros(200);
+                        while Instant::now() < until {}
+                    }
+                    let start = Instant::now();
+                    black_box(net.step(black_box(&input), &mut logits));
+                    start.elapsed().as_secs_f64() * 1e6
+                })
+                .collect();
+            median(v)
+        };
+        let (cold, warmed) = (timed(false), timed(true));
+        println!(
+            "network step  rt {:>5}: {:7.0} kB weights | hot {hot:6.1} µs/frame | cold {cold:6.1} µs | cold, prefetched {warmed:6.1} µs",
+            p.name(),
+            net.weight_bytes() as f64 / 1e3,
+        );
+    }
+}
+
 fn main() {
     // candle reads this on every matmul: one thread, as the worker configures it.
     // SAFETY: set before any other thread exists.
@@ -199,6 +251,7 @@ fn main() {
         banded.meta.model.band_dim,
         banded.meta.model.param_count()
     );
+    precision_table(&b.weights);
     let stft = StftConfig::default();
     let heavy = random_weights(ModelConfig::worker(&stft), stft, 2);
     let step_fps = worker_throughput(&heavy);

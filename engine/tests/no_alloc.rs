@@ -8,7 +8,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use common::{default_random_weights, instruments, voice};
-use isola_engine::rt::{OutputMode, RtMaskNet, Separator, SeparatorParams};
+use isola_engine::rt::{OutputMode, Precision, RtMaskNet, Separator, SeparatorParams};
 
 struct CountingAllocator;
 
@@ -58,6 +58,22 @@ fn the_counter_sees_allocations() {
 }
 
 #[test]
+fn cache_warming_never_allocates() {
+    let weights = default_random_weights(79);
+    for precision in Precision::ALL {
+        let mut net = RtMaskNet::with_precision(&weights, precision).unwrap();
+        let lines = net.weight_lines();
+        let allocations = count_allocations(|| {
+            for _ in 0..3 {
+                net.warm(lines / 3 + 1);
+            }
+            net.warm(lines);
+        });
+        assert_eq!(allocations, 0, "{precision:?}");
+    }
+}
+
+#[test]
 fn process_never_allocates() {
     let weights = default_random_weights(77);
     // Swapped in halfway: a band-split model, so its per-band layers run through the
@@ -83,7 +99,9 @@ fn process_never_allocates() {
     for channels in [1, 2] {
         for block in [1usize, 64, 333, 4096] {
             for (k, &output) in modes.iter().enumerate() {
-                let mut sep = Separator::new(RtMaskNet::new(&weights).unwrap());
+                // Every weight precision runs through the hostile stretches too.
+                let precision = Precision::ALL[(k + block + channels) % Precision::ALL.len()];
+                let mut sep = Separator::new(RtMaskNet::with_precision(&weights, precision).unwrap());
                 sep.prepare(rate, 4096, channels).unwrap();
                 let params = [
                     SeparatorParams { output, ..Default::default() },

@@ -5,10 +5,11 @@ mod common;
 use isola_engine::candle_core::{Device, Tensor};
 use isola_engine::config::ModelConfig;
 use isola_engine::model;
-use isola_engine::rt::RtMaskNet;
 use isola_engine::rt::math::Kernels;
-use isola_engine::synth::white_noise;
+use isola_engine::rt::{Precision, RtMaskNet};
+use isola_engine::synth::{self, white_noise};
 use isola_engine::weights::random_weights;
+use isola_engine::{embedded, offline};
 
 const FRAMES: usize = 240;
 
@@ -31,8 +32,18 @@ fn candle_logits(weights: &isola_engine::Weights, mags: &[f32], frames: usize) -
 }
 
 fn rt_logits(weights: &isola_engine::Weights, mags: &[f32], frames: usize, kernels: Kernels) -> Vec<f32> {
+    rt_logits_at(weights, mags, frames, kernels, Precision::F32)
+}
+
+fn rt_logits_at(
+    weights: &isola_engine::Weights,
+    mags: &[f32],
+    frames: usize,
+    kernels: Kernels,
+    precision: Precision,
+) -> Vec<f32> {
     let f = weights.meta.model.features();
-    let mut net = RtMaskNet::new(weights).unwrap();
+    let mut net = RtMaskNet::with_precision(weights, precision).unwrap();
     net.set_kernels(kernels);
     let mut out = vec![0.0; frames * f];
     for t in 0..frames {
@@ -62,7 +73,7 @@ fn rt_matches_candle_for_200_plus_frames() {
         let weights = random_weights(model, common::grid_1024(), seed);
         let mags = random_mags(FRAMES, model.features(), seed);
         let reference = candle_logits(&weights, &mags, FRAMES);
-        for kernels in [Kernels::Portable, Kernels::detect()] {
+        for kernels in Kernels::available() {
             let rt = rt_logits(&weights, &mags, FRAMES, kernels);
             let err = max_relative_error(&rt, &reference);
             println!("hidden {} layers {} {kernels:?}: max relative error {err:e}", model.hidden, model.gru_layers);
@@ -101,5 +112,67 @@ fn candle_step_matches_candle_sequence() {
         let x = Tensor::from_slice(&mags[t * f..(t + 1) * f], (1, m.channels, m.n_bins), &Device::Cpu).unwrap();
         let y = net.step(&x, &mut state).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert!(max_relative_error(&y, &reference[t * f..(t + 1) * f]) <= 1e-4, "frame {t}");
+    }
+}
+
+/// Linear STFT magnitudes `[frames][channels · n_bins]` of a synthetic song (voice and
+/// instruments; each channel its own mix) on the weights' grid.
+fn music_mags(weights: &isola_engine::Weights, frames: usize) -> Vec<f32> {
+    let (stft, m) = (weights.meta.stft, weights.meta.model);
+    let len = (frames - 1) * stft.hop + stft.fft_size;
+    let track = synth::track(stft.sample_rate, len, 7);
+    let per_channel: Vec<Vec<f32>> = (0..m.channels)
+        .map(|c| {
+            let (v, a) = (&track.vocals[c % track.vocals.len()], &track.accompaniment[c % track.accompaniment.len()]);
+            let mix: Vec<f32> = v.iter().zip(a).map(|(v, a)| v + a).collect();
+            offline::magnitudes(&stft, &mix)
+        })
+        .collect();
+    let n = m.n_bins;
+    (0..frames).flat_map(|t| per_channel.iter().flat_map(move |c| c[t * n..(t + 1) * n].iter().copied())).collect()
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Reduced-precision weights (issue 15): f16 keeps the masks within 2e-3 (absolute) of the
+/// f32 port over 1200 frames of music-like input, for the embedded light and worker weights
+/// and random ones, on every kernel set this CPU runs; int8 and mixed within their bounds.
+#[test]
+fn reduced_precision_masks_stay_close_to_f32() {
+    const MUSIC_FRAMES: usize = 1200;
+    let cases = [
+        ("embedded light", embedded::light().unwrap()),
+        ("embedded worker", embedded::worker().unwrap()),
+        ("random light", common::default_random_weights(11)),
+    ];
+    for (name, weights) in &cases {
+        let mags = music_mags(weights, MUSIC_FRAMES);
+        let reference: Vec<f32> =
+            rt_logits(weights, &mags, MUSIC_FRAMES, Kernels::detect()).into_iter().map(sigmoid).collect();
+        for precision in [Precision::F16, Precision::Int8, Precision::Mixed] {
+            for kernels in Kernels::available() {
+                let masks = rt_logits_at(weights, &mags, MUSIC_FRAMES, kernels, precision);
+                let (mut worst, mut sum) = (0.0f32, 0.0f64);
+                for (l, r) in masks.iter().zip(&reference) {
+                    let d = (sigmoid(*l) - r).abs();
+                    worst = worst.max(d);
+                    sum += d as f64;
+                }
+                let mean = sum / reference.len() as f64;
+                println!("{name} {precision:?} {kernels:?}: mask error max {worst:.2e}, mean {mean:.2e}");
+                // f16 (the default) meets issue 15's 2e-3; int8 and mixed do not yet, and are
+                // held to what they measured (7e-3, 3e-3 on the light default) as a guard.
+                let bound = match precision {
+                    Precision::Int8 => 1e-2,
+                    Precision::Mixed => 5e-3,
+                    _ => 2e-3,
+                };
+                assert!(worst <= bound, "{name} {precision:?} {kernels:?}: mask error {worst} > {bound}");
+                // The weights really were rounded (else the check above proves nothing).
+                assert!(worst > 0.0, "{name} {precision:?}: identical to f32");
+            }
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! Allocation-free numeric kernels for the real-time network. Audio thread.
 //!
 //! Matrix-vector products dominate the per-frame cost, so on x86-64 a copy of each
-//! kernel is compiled for AVX2+FMA and picked once, when the network is built.
+//! kernel is compiled for AVX2+FMA(+F16C) and picked once, when the network is built.
+
+use crate::rt::matrix::Matrix;
 
 /// Which kernel set runs: decided once per network (feature detection is not free).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,13 +14,38 @@ pub enum Kernels {
 }
 
 impl Kernels {
-    /// The fastest kernels this CPU supports.
+    /// The fastest kernels this CPU supports. `Avx2Fma` also needs F16C (every AVX2 CPU
+    /// has it) to widen f16 weights.
     pub fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+        {
             return Kernels::Avx2Fma;
         }
         Kernels::Portable
+    }
+
+    /// Every kernel set this CPU can run (tests check each).
+    pub fn available() -> Vec<Self> {
+        let mut all = vec![Kernels::Portable];
+        if Self::detect() != Kernels::Portable {
+            all.push(Self::detect());
+        }
+        all
+    }
+
+    /// `y = W x + b` for a weight matrix in any [`Precision`](crate::rt::matrix::Precision).
+    /// Audio thread.
+    #[inline]
+    pub fn matrix_vector(self, w: &Matrix, x: &[f32], b: &[f32], y: &mut [f32]) {
+        match self {
+            Kernels::Portable => w.matvec::<false>(x, b, y),
+            // SAFETY: only constructed by `detect()` after confirming AVX2, FMA and F16C.
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2Fma => unsafe { matrix_vector_avx2(w, x, b, y) },
+        }
     }
 
     /// `y = W x + b` with `W` row-major `[y.len(), x.len()]`. Audio thread.
@@ -27,7 +54,7 @@ impl Kernels {
         debug_assert_eq!(w.len(), x.len() * y.len());
         match self {
             Kernels::Portable => matvec_body::<false>(w, x, b, y),
-            // SAFETY: only constructed by `detect()` after confirming AVX2 and FMA.
+            // SAFETY: only constructed by `detect()` after confirming AVX2, FMA and F16C.
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx2Fma => unsafe { matvec_avx2(w, x, b, y) },
         }
@@ -35,51 +62,188 @@ impl Kernels {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn matvec_avx2(w: &[f32], x: &[f32], b: &[f32], y: &mut [f32]) {
     matvec_body::<true>(w, x, b, y)
 }
 
-/// `y = W x + b`. With `FMA` (only inside functions compiled for AVX2+FMA) this runs the
-/// explicit AVX2 kernel, otherwise a portable loop the compiler vectorises for SSE2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn matrix_vector_avx2(w: &Matrix, x: &[f32], b: &[f32], y: &mut [f32]) {
+    w.matvec::<true>(x, b, y)
+}
+
+/// `y = W x + b`. With `FMA` (only inside functions compiled for AVX2+FMA+F16C) this runs
+/// the explicit AVX2 kernel, otherwise a portable loop the compiler vectorises for SSE2.
 /// Inlined into callers compiled for a target feature set.
 #[inline(always)]
 pub fn matvec_body<const FMA: bool>(w: &[f32], x: &[f32], b: &[f32], y: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if FMA {
-        // SAFETY: `FMA` is only true on paths entered after detecting AVX2 and FMA.
+        // SAFETY: `FMA` is only true on paths entered after detecting AVX2, FMA and F16C.
         unsafe { avx2::matvec(w, x, b, y) };
         return;
     }
+    portable_matvec(w, x, b, y);
+}
+
+/// [`matvec_body`] for IEEE half-float weights (bit patterns), widened to f32.
+#[inline(always)]
+pub fn matvec_f16_body<const FMA: bool>(w: &[u16], x: &[f32], b: &[f32], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if FMA {
+        // SAFETY: as in `matvec_body`.
+        unsafe { avx2::matvec(w, x, b, y) };
+        return;
+    }
+    portable_matvec(w, x, b, y);
+}
+
+/// Columns that share one int8 scale (a multiple of 8, the AVX2 width).
+pub const INT8_GROUP: usize = 32;
+
+/// [`matvec_body`] for int8 weights with one scale per [`INT8_GROUP`] columns of a row
+/// (`scales [rows, ⌈cols / 32⌉]`): `y[r] = Σ_g scale[r, g] · Σ_{c ∈ g} q[r, c] x[c] + b[r]`.
+#[inline(always)]
+pub fn matvec_i8_body<const FMA: bool>(q: &[i8], scales: &[f32], x: &[f32], b: &[f32], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if FMA {
+        // SAFETY: as in `matvec_body`.
+        unsafe { avx2::matvec_i8(q, scales, x, b, y) };
+        return;
+    }
     let n = x.len();
-    let split = n - n % 8;
-    let (xc, xr) = x.split_at(split);
-    for ((yo, row), bo) in y.iter_mut().zip(w.chunks_exact(n)).zip(b) {
-        // Eight independent accumulators let the compiler vectorise without reassociating.
-        let (rc, rr) = row.split_at(split);
-        let mut acc = [0.0f32; 8];
-        for (wc, xv) in rc.chunks_exact(8).zip(xc.chunks_exact(8)) {
-            for k in 0..8 {
-                acc[k] += wc[k] * xv[k];
-            }
-        }
-        let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-        for (a, c) in rr.iter().zip(xr) {
-            s += a * c;
+    let groups = n.div_ceil(INT8_GROUP);
+    if n == 0 || scales.len() < groups * y.len() {
+        y.iter_mut().zip(b).for_each(|(y, b)| *y = *b);
+        return;
+    }
+    for ((yo, (row, sc)), bo) in y.iter_mut().zip(q.chunks_exact(n).zip(scales.chunks_exact(groups))).zip(b) {
+        let mut s = 0.0;
+        for ((qg, xg), &scale) in row.chunks(INT8_GROUP).zip(x.chunks(INT8_GROUP)).zip(sc) {
+            s += scale * dot8(qg, xg);
         }
         *yo = s + bo;
     }
+}
+
+/// A stored weight, widened to f32 (exactly: every f16 and i8 value is an f32).
+pub trait Weight: Copy {
+    fn widen(self) -> f32;
+}
+
+impl Weight for f32 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self
+    }
+}
+
+impl Weight for u16 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        half::f16::from_bits(self).to_f32()
+    }
+}
+
+impl Weight for i8 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        f32::from(self)
+    }
+}
+
+#[inline(always)]
+fn portable_matvec<T: Weight>(w: &[T], x: &[f32], b: &[f32], y: &mut [f32]) {
+    let n = x.len();
+    if n == 0 {
+        y.iter_mut().zip(b).for_each(|(y, b)| *y = *b);
+        return;
+    }
+    for ((yo, row), bo) in y.iter_mut().zip(w.chunks_exact(n)).zip(b) {
+        *yo = dot8(row, x) + bo;
+    }
+}
+
+/// `Σ w·x` over eight independent accumulators, which lets the compiler vectorise without
+/// reassociating.
+#[inline(always)]
+fn dot8<T: Weight>(w: &[T], x: &[f32]) -> f32 {
+    let split = x.len() - x.len() % 8;
+    let ((wc, wr), (xc, xr)) = (w.split_at(split.min(w.len())), x.split_at(split));
+    let mut acc = [0.0f32; 8];
+    for (wc, xv) in wc.chunks_exact(8).zip(xc.chunks_exact(8)) {
+        for k in 0..8 {
+            acc[k] += wc[k].widen() * xv[k];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (a, c) in wr.iter().zip(xr) {
+        s += a.widen() * c;
+    }
+    s
+}
+
+/// Asks the CPU to move the cache line holding `bytes[0]` towards L2 without waiting for
+/// it (a hint: nothing happens on targets without one). Any thread.
+#[inline(always)]
+pub fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(first) = bytes.first() {
+        use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
+        // SAFETY: SSE is part of x86-64; a prefetch never faults, and the address is valid.
+        #[allow(unused_unsafe)]
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T1>(std::ptr::from_ref(first).cast::<i8>())
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
 
+    use super::{INT8_GROUP, Weight};
+
+    /// Loads eight consecutive weights as f32.
+    pub trait Load8: Weight {
+        /// # Safety
+        /// `p..p + 8` must be readable; only called from AVX2+FMA+F16C code.
+        unsafe fn load8(p: *const Self) -> __m256;
+    }
+
+    impl Load8 for f32 {
+        #[inline(always)]
+        unsafe fn load8(p: *const f32) -> __m256 {
+            // SAFETY: the caller's contract.
+            unsafe { _mm256_loadu_ps(p) }
+        }
+    }
+
+    impl Load8 for u16 {
+        #[inline(always)]
+        unsafe fn load8(p: *const u16) -> __m256 {
+            // SAFETY: the caller's contract; F16C widens eight halves exactly.
+            unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
+        }
+    }
+
+    impl Load8 for i8 {
+        #[inline(always)]
+        unsafe fn load8(p: *const i8) -> __m256 {
+            // SAFETY: the caller's contract; 8 bytes are read (a 64-bit load).
+            unsafe { _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p.cast()))) }
+        }
+    }
+
     /// Four rows at a time, four independent 8-wide FMA chains per row pair of loads:
     /// `x` is loaded once per four rows, and enough FMAs are in flight to hide their
     /// latency (a single accumulator chain ran at a quarter of this speed).
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn matvec(w: &[f32], x: &[f32], b: &[f32], y: &mut [f32]) {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    pub unsafe fn matvec<T: Load8>(w: &[T], x: &[f32], b: &[f32], y: &mut [f32]) {
         let n = x.len();
         if n == 0 {
             y.iter_mut().zip(b).for_each(|(y, b)| *y = *b);
@@ -100,16 +264,16 @@ mod avx2 {
                 let mut c = 0;
                 while c < split {
                     let xv = _mm256_loadu_ps(xp.add(c));
-                    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(wp.add(r * n + c)), xv, a0);
-                    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(wp.add((r + 1) * n + c)), xv, a1);
-                    a2 = _mm256_fmadd_ps(_mm256_loadu_ps(wp.add((r + 2) * n + c)), xv, a2);
-                    a3 = _mm256_fmadd_ps(_mm256_loadu_ps(wp.add((r + 3) * n + c)), xv, a3);
+                    a0 = _mm256_fmadd_ps(T::load8(wp.add(r * n + c)), xv, a0);
+                    a1 = _mm256_fmadd_ps(T::load8(wp.add((r + 1) * n + c)), xv, a1);
+                    a2 = _mm256_fmadd_ps(T::load8(wp.add((r + 2) * n + c)), xv, a2);
+                    a3 = _mm256_fmadd_ps(T::load8(wp.add((r + 3) * n + c)), xv, a3);
                     c += 8;
                 }
                 for (k, acc) in [a0, a1, a2, a3].into_iter().enumerate() {
                     let mut s = hsum(acc);
                     for (c, &xc) in x.iter().enumerate().take(n).skip(split) {
-                        s += *wp.add((r + k) * n + c) * xc;
+                        s += (*wp.add((r + k) * n + c)).widen() * xc;
                     }
                     y[r + k] = s + b[r + k];
                 }
@@ -122,12 +286,12 @@ mod avx2 {
                 let mut a0 = _mm256_setzero_ps();
                 let mut c = 0;
                 while c < split {
-                    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(wp.add(r * n + c)), _mm256_loadu_ps(xp.add(c)), a0);
+                    a0 = _mm256_fmadd_ps(T::load8(wp.add(r * n + c)), _mm256_loadu_ps(xp.add(c)), a0);
                     c += 8;
                 }
                 let mut s = hsum(a0);
                 for (c, &xc) in x.iter().enumerate().take(n).skip(split) {
-                    s += *wp.add(r * n + c) * xc;
+                    s += (*wp.add(r * n + c)).widen() * xc;
                 }
                 y[r] = s + b[r];
             }
@@ -135,7 +299,64 @@ mod avx2 {
         }
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    /// [`super::matvec_i8_body`]: as [`matvec`], with each [`INT8_GROUP`] columns' partial
+    /// sums scaled into the row's accumulator.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    pub unsafe fn matvec_i8(q: &[i8], scales: &[f32], x: &[f32], b: &[f32], y: &mut [f32]) {
+        let n = x.len();
+        let groups = n.div_ceil(INT8_GROUP);
+        if n == 0 || scales.len() < groups * y.len() {
+            y.iter_mut().zip(b).for_each(|(y, b)| *y = *b);
+            return;
+        }
+        // Clamped as in `matvec`: every pointer below stays inside `q` and `scales`.
+        let rows = y.len().min(b.len()).min(q.len() / n);
+        let split = n - n % 8;
+        let (qp, xp) = (q.as_ptr(), x.as_ptr());
+        // The scalar tail `split..n` lies in the last group.
+        let tail = |r: usize| -> f32 {
+            let s: f32 = (split..n).map(|c| f32::from(q[r * n + c]) * x[c]).sum();
+            s * scales[r * groups + groups - 1]
+        };
+        let mut r = 0;
+        while r + 4 <= rows {
+            // SAFETY: rows r..r+4 < rows, columns < n, groups < ⌈n/32⌉: inside `q`, `scales`.
+            unsafe {
+                let mut acc = [_mm256_setzero_ps(); 4];
+                for g in 0..groups {
+                    let (start, end) = (g * INT8_GROUP, ((g + 1) * INT8_GROUP).min(split));
+                    let mut part = [_mm256_setzero_ps(); 4];
+                    let mut c = start;
+                    while c < end {
+                        let xv = _mm256_loadu_ps(xp.add(c));
+                        for (k, p) in part.iter_mut().enumerate() {
+                            *p = _mm256_fmadd_ps(i8::load8(qp.add((r + k) * n + c)), xv, *p);
+                        }
+                        c += 8;
+                    }
+                    for (k, (a, p)) in acc.iter_mut().zip(part).enumerate() {
+                        *a = _mm256_fmadd_ps(p, _mm256_set1_ps(*scales.get_unchecked((r + k) * groups + g)), *a);
+                    }
+                }
+                for (k, a) in acc.into_iter().enumerate() {
+                    y[r + k] = hsum(a) + tail(r + k) + b[r + k];
+                }
+            }
+            r += 4;
+        }
+        while r < rows {
+            let row = &q[r * n..(r + 1) * n];
+            let mut s = 0.0;
+            for ((qg, xg), &scale) in row.chunks(INT8_GROUP).zip(x.chunks(INT8_GROUP)).zip(&scales[r * groups..]) {
+                s += scale * super::dot8(qg, xg);
+            }
+            y[r] = s + b[r];
+            r += 1;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     fn hsum(v: __m256) -> f32 {
         let lo = _mm256_castps256_ps128(v);

@@ -18,18 +18,20 @@ use crate::config::tensor_names::{
 use crate::config::{FrameGrid, ModelConfig, StftConfig};
 use crate::error::EngineError;
 use crate::features::log_magnitude;
-use crate::rt::math::{self, Kernels, flush_tiny, matvec_body};
+use crate::rt::math::{self, Kernels, flush_tiny};
+use crate::rt::matrix::{Matrix, Precision};
 use crate::weights::{Provenance, Weights};
 
 struct GruLayer {
-    w_ih: Vec<f32>,
-    w_hh: Vec<f32>,
+    w_ih: Matrix,
+    w_hh: Matrix,
     b_ih: Vec<f32>,
     b_hh: Vec<f32>,
     state: Vec<f32>,
 }
 
-/// The per-band layers of a band-split model, with their scratch.
+/// The per-band layers of a band-split model, with their scratch. Their weights stay f32
+/// whatever the network's [`Precision`]: each feature's `D` weights are read with a stride.
 struct BandLayers {
     /// `D`.
     dim: usize,
@@ -83,13 +85,16 @@ pub struct RtMaskNet {
     input_mean: Vec<f32>,
     input_scale: Vec<f32>,
     bands: Option<BandLayers>,
-    fc1_w: Vec<f32>,
+    fc1_w: Matrix,
     fc1_b: Vec<f32>,
     layers: Vec<GruLayer>,
-    fc2_w: Vec<f32>,
+    fc2_w: Matrix,
     fc2_b: Vec<f32>,
-    fc3_w: Vec<f32>,
+    fc3_w: Matrix,
     fc3_b: Vec<f32>,
+    /// The next cache line [`RtMaskNet::warm`] prefetches; 0 after each frame.
+    warm_cursor: usize,
+    precision: Precision,
     // Scratch, sized once here so `step` never allocates.
     z: Vec<f32>,
     a_cat: Vec<f32>,
@@ -99,17 +104,31 @@ pub struct RtMaskNet {
 }
 
 impl RtMaskNet {
-    /// Copies validated weights into the network's own buffers. Any thread but the audio
-    /// thread (allocates).
+    /// [`RtMaskNet::with_precision`] at the default [`Precision`]. Any thread but the
+    /// audio thread (allocates).
     pub fn new(weights: &Weights) -> Result<Self, EngineError> {
+        Self::with_precision(weights, Precision::default())
+    }
+
+    /// Copies validated weights into the network's own buffers, its weight matrices
+    /// converted to `precision` (biases and state stay f32). Errors: weights that fail
+    /// `ModelConfig::validate_with`. Any thread but the audio thread (allocates).
+    pub fn with_precision(weights: &Weights, precision: Precision) -> Result<Self, EngineError> {
         let model = weights.meta.model;
         model.validate_with(&weights.meta.stft)?;
         let t = |name: &str| weights.tensor(name).data.clone();
+        // Shapes were checked against the config by `Weights` validation.
+        let m = |name: &str| {
+            let tensor = weights.tensor(name);
+            let (rows, cols) = (tensor.shape[0], tensor.shape[1]);
+            let recurrent = name.starts_with(&format!("{}.", names::GRU));
+            Matrix::new(&tensor.data, rows, cols, precision.for_matrix(recurrent))
+        };
         let h = model.hidden;
         let layers = (0..model.gru_layers)
             .map(|l| GruLayer {
-                w_ih: t(&names::gru(l, WEIGHT_IH)),
-                w_hh: t(&names::gru(l, WEIGHT_HH)),
+                w_ih: m(&names::gru(l, WEIGHT_IH)),
+                w_hh: m(&names::gru(l, WEIGHT_HH)),
                 b_ih: t(&names::gru(l, BIAS_IH)),
                 b_hh: t(&names::gru(l, BIAS_HH)),
                 state: vec![0.0; h],
@@ -133,13 +152,15 @@ impl RtMaskNet {
             input_mean: t(names::INPUT_MEAN),
             input_scale: t(names::INPUT_SCALE),
             bands,
-            fc1_w: t(&names::linear(FC1, WEIGHT)),
+            fc1_w: m(&names::linear(FC1, WEIGHT)),
             fc1_b: t(&names::linear(FC1, BIAS)),
             layers,
-            fc2_w: t(&names::linear(FC2, WEIGHT)),
+            fc2_w: m(&names::linear(FC2, WEIGHT)),
             fc2_b: t(&names::linear(FC2, BIAS)),
-            fc3_w: t(&names::linear(FC3, WEIGHT)),
+            fc3_w: m(&names::linear(FC3, WEIGHT)),
             fc3_b: t(&names::linear(FC3, BIAS)),
+            warm_cursor: 0,
+            precision,
             z: vec![0.0; model.features()],
             a_cat: vec![0.0; 2 * h],
             gi: vec![0.0; 3 * h],
@@ -165,6 +186,62 @@ impl RtMaskNet {
         &self.provenance
     }
 
+    /// The storage precision of the weight matrices. Any thread.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Bytes of weights one frame step reads (all matrices, biases and normalisation; the
+    /// band layers included). Any thread.
+    pub fn weight_bytes(&self) -> usize {
+        let vecs: usize = [&self.input_mean, &self.input_scale, &self.fc1_b, &self.fc2_b, &self.fc3_b]
+            .iter()
+            .map(|v| v.len())
+            .sum::<usize>()
+            + self.layers.iter().map(|l| l.b_ih.len() + l.b_hh.len()).sum::<usize>()
+            + self.bands.as_ref().map_or(0, |b| b.in_w.len() + b.in_b.len() + b.out_w.len() + b.out_b.len());
+        4 * vecs + self.matrices().map(Matrix::bytes).sum::<usize>()
+    }
+
+    /// The weight matrices in the order a frame step reads them.
+    fn matrices(&self) -> impl Iterator<Item = &Matrix> {
+        std::iter::once(&self.fc1_w)
+            .chain(self.layers.iter().flat_map(|l| [&l.w_ih, &l.w_hh]))
+            .chain([&self.fc2_w, &self.fc3_w])
+    }
+
+    /// Cache lines of the weight matrices: what [`RtMaskNet::warm`] walks between frames.
+    /// Any thread.
+    pub fn weight_lines(&self) -> usize {
+        self.matrices().map(Matrix::lines).sum()
+    }
+
+    /// Cache warming: prefetches the next `lines` cache lines of the weight matrices
+    /// towards L2, in the order the next frame reads them, without waiting for them. Call it
+    /// in the blocks between frames with a share of [`RtMaskNet::weight_lines`], so the
+    /// frame's block finds the weights in cache even when the host evicted them. Stops once
+    /// every line was touched since the last frame. Audio thread; no allocation.
+    pub fn warm(&mut self, lines: usize) {
+        let (mut first, mut left) = (self.warm_cursor, lines);
+        let mut advanced = 0;
+        for m in self.matrices() {
+            if left == 0 {
+                break;
+            }
+            let total = m.lines();
+            if first >= total {
+                first -= total;
+                continue;
+            }
+            let n = left.min(total - first);
+            m.prefetch_lines(first, n);
+            advanced += n;
+            left -= n;
+            first = 0;
+        }
+        self.warm_cursor += advanced;
+    }
+
     /// Forces the portable kernels (tests compare kernel sets). Any thread.
     pub fn set_kernels(&mut self, kernels: Kernels) {
         self.kernels = kernels;
@@ -184,7 +261,7 @@ impl RtMaskNet {
     pub fn step(&mut self, mags: &[f32], logits: &mut [f32]) -> bool {
         match self.kernels {
             Kernels::Portable => self.step_body::<false>(mags, logits),
-            // SAFETY: `Kernels::Avx2Fma` is only produced after detecting AVX2 and FMA.
+            // SAFETY: `Kernels::Avx2Fma` is only produced after detecting AVX2, FMA and F16C.
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx2Fma => unsafe { self.step_avx2(mags, logits) },
         }
@@ -193,7 +270,7 @@ impl RtMaskNet {
     /// The whole frame compiled for AVX2+FMA: the element-wise nonlinearities vectorise
     /// 8-wide too, not only the matrix products.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn step_avx2(&mut self, mags: &[f32], logits: &mut [f32]) -> bool {
         self.step_body::<true>(mags, logits)
     }
@@ -201,6 +278,7 @@ impl RtMaskNet {
     #[inline(always)]
     fn step_body<const FMA: bool>(&mut self, mags: &[f32], logits: &mut [f32]) -> bool {
         let h = self.model.hidden;
+        self.warm_cursor = 0;
         for (((z, &m), &mean), &scale) in self.z.iter_mut().zip(mags).zip(&self.input_mean).zip(&self.input_scale) {
             *z = (log_magnitude(m, self.floor) - mean) * scale;
         }
@@ -208,9 +286,9 @@ impl RtMaskNet {
         match &mut self.bands {
             Some(bands) => {
                 bands.split(&self.z);
-                matvec_body::<FMA>(&self.fc1_w, &bands.embedding, &self.fc1_b, a);
+                self.fc1_w.matvec::<FMA>(&bands.embedding, &self.fc1_b, a);
             }
-            None => matvec_body::<FMA>(&self.fc1_w, &self.z, &self.fc1_b, a),
+            None => self.fc1_w.matvec::<FMA>(&self.z, &self.fc1_b, a),
         }
         a.iter_mut().for_each(|v| *v = math::tanh(*v));
 
@@ -218,8 +296,8 @@ impl RtMaskNet {
         // final layer's state is copied into `top` for the skip concatenation.
         let mut input: &[f32] = a;
         for layer in &mut self.layers {
-            matvec_body::<FMA>(&layer.w_ih, input, &layer.b_ih, &mut self.gi);
-            matvec_body::<FMA>(&layer.w_hh, &layer.state, &layer.b_hh, &mut self.gh);
+            layer.w_ih.matvec::<FMA>(input, &layer.b_ih, &mut self.gi);
+            layer.w_hh.matvec::<FMA>(&layer.state, &layer.b_hh, &mut self.gh);
             let (gi_rz, gi_n) = self.gi.split_at_mut(2 * h);
             let (gh_rz, gh_n) = self.gh.split_at(2 * h);
             // Reset and update gates side by side: r = gi[..h], u = gi[h..2h].
@@ -235,14 +313,14 @@ impl RtMaskNet {
         }
         top.copy_from_slice(input);
 
-        matvec_body::<FMA>(&self.fc2_w, &self.a_cat, &self.fc2_b, &mut self.b);
+        self.fc2_w.matvec::<FMA>(&self.a_cat, &self.fc2_b, &mut self.b);
         self.b.iter_mut().for_each(|v| *v = v.max(0.0));
         match &mut self.bands {
             Some(bands) => {
-                matvec_body::<FMA>(&self.fc3_w, &self.b, &self.fc3_b, &mut bands.embedding);
+                self.fc3_w.matvec::<FMA>(&self.b, &self.fc3_b, &mut bands.embedding);
                 bands.merge(logits);
             }
-            None => matvec_body::<FMA>(&self.fc3_w, &self.b, &self.fc3_b, logits),
+            None => self.fc3_w.matvec::<FMA>(&self.b, &self.fc3_b, logits),
         }
 
         let finite =
