@@ -102,6 +102,7 @@ fn process_never_allocates() {
                 // Every weight precision runs through the hostile stretches too.
                 let precision = Precision::ALL[(k + block + channels) % Precision::ALL.len()];
                 let mut sep = Separator::new(RtMaskNet::with_precision(&weights, precision).unwrap());
+                sep.set_cache_warming(block % 2 == 0);
                 sep.prepare(rate, 4096, channels).unwrap();
                 let params = [
                     SeparatorParams { output, ..Default::default() },

@@ -103,6 +103,8 @@ pub struct Separator {
     prepared: Option<Prepared>,
     recoveries: u64,
     offline: bool,
+    /// Whether blocks without a frame prefetch a share of the network's weights.
+    cache_warming: bool,
 }
 
 impl Separator {
@@ -116,7 +118,17 @@ impl Separator {
             prepared: None,
             recoveries: 0,
             offline: false,
+            cache_warming: false,
         }
+    }
+
+    /// Cache warming: each block that computes no frame prefetches its share of the
+    /// network's weights (`RtMaskNet::warm`, block length / hop of them), so the block that
+    /// computes the next frame finds them in cache even after the host evicted them. Off by
+    /// default; `cargo bench -p isola-engine --bench paced` measures both. Takes effect at
+    /// once. Any thread that owns the separator.
+    pub fn set_cache_warming(&mut self, on: bool) {
+        self.cache_warming = on;
     }
 
     /// Attaches (or with `None` detaches) the inference worker. Takes effect at the next
@@ -348,7 +360,9 @@ impl Separator {
             let (net, pending, retired, recoveries, masks) =
                 (&mut self.net, &mut self.pending, &mut self.retired, &mut self.recoveries, &mut p.masks);
             let worker = self.worker.as_ref();
+            let mut framed = false;
             p.stft.process(&inputs[..p.channels], &mut outs[..p.channels], |spectra| {
+                framed = true;
                 if let Some(mut next) = pending.take() {
                     next.reset();
                     *retired = Some(std::mem::replace(net, next));
@@ -357,6 +371,10 @@ impl Separator {
                     *recoveries += 1;
                 }
             });
+            if self.cache_warming && !framed {
+                let lines = self.net.weight_lines();
+                self.net.warm((lines * m).div_ceil(hop));
+            }
 
             let latency = p.latency;
             for i in 0..m {

@@ -1,0 +1,165 @@
+//! `cargo bench -p isola-engine --bench paced [-- --seconds S] [-- --neighbour]`: block times
+//! of `Separator::process` at real-time pace (issue 15). 48 kHz stereo in 64-sample blocks,
+//! each block issued when it is due, S seconds (default 60) per configuration: weight
+//! precision f32 / f16 / mixed, cache warming off / on. `--neighbour` adds a thread that
+//! streams a 64 MB buffer meanwhile, evicting the caches as a busy host does. Prints
+//! p50 / p99 / p99.9 / max block time as % of the block duration (1333 µs), and, in the
+//! same run, the network step of the real-time port against candle (1 thread), µs per frame
+//! on the embedded light weights.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use isola_engine::candle_core::{Device, Tensor};
+use isola_engine::rt::{Precision, RtMaskNet, Separator, SeparatorParams};
+use isola_engine::{embedded, model, synth};
+
+const RATE: f32 = 48_000.0;
+const BLOCK: usize = 64;
+
+/// Writes one byte per 64-byte line of 64 MB until `stop`: a cache-evicting neighbour.
+fn neighbour(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 << 20];
+        let mut round = 0u8;
+        while !stop.load(Ordering::Relaxed) {
+            round = round.wrapping_add(1);
+            buf.iter_mut().step_by(64).for_each(|v| *v = v.wrapping_add(round));
+            black_box(&buf);
+        }
+    })
+}
+
+/// Block times (µs) of `seconds` of music at real-time pace.
+fn paced_block_times(precision: Precision, warming: bool, seconds: f64, music: &[Vec<f32>]) -> Vec<f64> {
+    let weights = embedded::light().unwrap();
+    let mut sep = Separator::new(RtMaskNet::with_precision(&weights, precision).unwrap());
+    sep.set_cache_warming(warming);
+    sep.prepare(RATE, BLOCK, 2).unwrap();
+    let params = SeparatorParams::default();
+    let blocks = (seconds * f64::from(RATE)) as usize / BLOCK;
+    let mut times = Vec::with_capacity(blocks);
+    let (mut left, mut right) = (vec![0.0f32; BLOCK], vec![0.0f32; BLOCK]);
+    let period = Duration::from_secs_f64(BLOCK as f64 / f64::from(RATE));
+    let start = Instant::now();
+    for k in 0..blocks {
+        let at = (k * BLOCK) % (music[0].len() - BLOCK);
+        left.copy_from_slice(&music[0][at..at + BLOCK]);
+        right.copy_from_slice(&music[1][at..at + BLOCK]);
+        let t = Instant::now();
+        sep.process(&mut [&mut left[..], &mut right[..]], None, None, &params);
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+        // Block k + 1 is due one period after block k was.
+        if let Some(wait) = (period * (k as u32 + 1)).checked_sub(start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    times
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// µs per frame of the real-time port (f32 and f16) and of candle on one thread, frames of
+/// real music, each stepped back to back; medians of 9 rounds.
+fn network_steps(music: &[Vec<f32>]) -> (f64, f64, f64) {
+    let weights = embedded::light().unwrap();
+    let (m, stft) = (weights.meta.model, weights.meta.stft);
+    let mags: Vec<Vec<f32>> = music.iter().map(|c| isola_engine::offline::magnitudes(&stft, c)).collect();
+    let frames = 400.min(mags[0].len() / m.n_bins);
+    let input: Vec<Vec<f32>> = (0..frames)
+        .map(|t| mags.iter().flat_map(|c| c[t * m.n_bins..(t + 1) * m.n_bins].iter().copied()).collect())
+        .collect();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let rt = |precision| {
+        let mut net = RtMaskNet::with_precision(&weights, precision).unwrap();
+        let mut logits = vec![0.0; m.features()];
+        median(
+            (0..9)
+                .map(|_| {
+                    let t = Instant::now();
+                    for x in &input {
+                        black_box(net.step(x, &mut logits));
+                    }
+                    t.elapsed().as_secs_f64() * 1e6 / frames as f64
+                })
+                .collect(),
+        )
+    };
+    let net = model::load(&weights, &Device::Cpu).unwrap();
+    let tensors: Vec<Tensor> =
+        input.iter().map(|x| Tensor::from_slice(x, (1, m.channels, m.n_bins), &Device::Cpu).unwrap()).collect();
+    let candle = median(
+        (0..9)
+            .map(|_| {
+                let mut state = net.initial_state(1, &Device::Cpu).unwrap();
+                let t = Instant::now();
+                for x in &tensors {
+                    // With the copy back to the host, as the worker does.
+                    black_box(net.step(x, &mut state).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap());
+                }
+                t.elapsed().as_secs_f64() * 1e6 / frames as f64
+            })
+            .collect(),
+    );
+    (rt(Precision::F32), rt(Precision::F16), candle)
+}
+
+fn main() {
+    // candle reads this on every matmul: one thread, as the worker configures it.
+    // SAFETY: set before any other thread exists.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+    let args: Vec<String> = std::env::args().collect();
+    let seconds = args
+        .iter()
+        .position(|a| a == "--seconds")
+        .and_then(|i| args.get(i + 1))
+        .map_or(60.0, |s| s.parse::<f64>().expect("--seconds takes a number"));
+    let with_neighbour = args.iter().any(|a| a == "--neighbour");
+    let music = synth::track(RATE as u32, RATE as usize * 8, 3).mixture();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let noisy = with_neighbour.then(|| neighbour(Arc::clone(&stop)));
+    let block_us = BLOCK as f64 / f64::from(RATE) * 1e6;
+    println!(
+        "paced: {seconds} s per row, 48 kHz stereo, {BLOCK}-sample blocks ({block_us:.0} µs), neighbour streaming 64 MB: {}",
+        if with_neighbour { "yes" } else { "no" }
+    );
+    println!("| precision | warming | weights kB | p50 % | p99 % | p99.9 % | max % |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for precision in [Precision::F32, Precision::F16, Precision::Mixed] {
+        for warming in [false, true] {
+            let mut t = paced_block_times(precision, warming, seconds, &music);
+            t.sort_by(f64::total_cmp);
+            let pct = |p: f64| 100.0 * percentile(&t, p) / block_us;
+            let kb =
+                RtMaskNet::with_precision(&embedded::light().unwrap(), precision).unwrap().weight_bytes() as f64 / 1e3;
+            println!(
+                "| {} | {} | {kb:.0} | {:.2} | {:.1} | {:.1} | {:.1} |",
+                precision.name(),
+                if warming { "on" } else { "off" },
+                pct(0.5),
+                pct(0.99),
+                pct(0.999),
+                pct(1.0)
+            );
+        }
+    }
+    let (rt32, rt16, candle) = network_steps(&music);
+    println!(
+        "network step (back to back): rt f32 {rt32:.1} µs/frame, rt f16 {rt16:.1} µs/frame, candle (1 thread) {candle:.1} µs/frame; candle/rt f16 {:.2}x",
+        candle / rt16
+    );
+    stop.store(true, Ordering::Relaxed);
+    if let Some(n) = noisy {
+        n.join().unwrap();
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average at the end: {}", load.trim());
+}
