@@ -1,5 +1,7 @@
 //! The mask network, hand-ported for the audio thread: same weights and arithmetic as
-//! [`crate::model::MaskNet`], stepped one frame at a time with preallocated state.
+//! [`crate::model::MaskNet`], stepped one frame at a time with preallocated state. Its weight
+//! matrices are stored in the [`Precision`] chosen at load (f16 by default; f32 is exactly
+//! the candle model's arithmetic), accumulating in f32 (`crate::rt::matrix`).
 //!
 //! Per frame, with `F = channels * n_bins` and `H = hidden`:
 //! ```text
