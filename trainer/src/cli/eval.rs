@@ -6,7 +6,9 @@ use anyhow::Context;
 use clap::Args;
 use clap::builder::TypedValueParser as _;
 
-use super::{frames_bar, load_weights, load_worker_weights};
+use isola_engine::rt::Precision;
+
+use super::{frames_bar, load_weights, load_worker_weights, parse_precision};
 use crate::audio::Chunks;
 use crate::audio::cache::AudioLoader;
 use crate::data::{DataSpec, LoadOptions, Source, discover_all, load_pool};
@@ -45,6 +47,10 @@ pub struct EvalArgs {
     /// more than DB decibels either way.
     #[arg(long, value_name = "DB", requires = "input_bits")]
     pub max_input_change: Option<f64>,
+    /// Storage precision of the light model's weights in the real-time network: f32, f16,
+    /// int8 or mixed (the plugin runs the default).
+    #[arg(long, value_name = "P", default_value = Precision::default().name(), value_parser = parse_precision)]
+    pub precision: Precision,
     /// Skip unreadable or inconsistent tracks (listed) instead of failing.
     #[arg(long)]
     pub skip_bad: bool,
@@ -89,7 +95,7 @@ pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
         }
     }
     let bar = frames_bar(tracks.iter().map(|t| t.vocals.frames() as u64).sum(), args.quiet);
-    let result = evaluate(&tracks, &sets, &weights, worker.as_ref(), args.input_bits, &bar)?;
+    let result = evaluate(&tracks, &sets, &weights, args.precision, worker.as_ref(), args.input_bits, &bar)?;
     bar.finish_and_clear();
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;

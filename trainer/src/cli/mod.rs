@@ -95,6 +95,14 @@ pub fn load_worker_weights(path: Option<&Path>) -> anyhow::Result<Option<Weights
     })
 }
 
+/// `--precision`: a [`Precision`](isola_engine::rt::Precision) by name.
+pub fn parse_precision(name: &str) -> Result<isola_engine::rt::Precision, String> {
+    isola_engine::rt::Precision::from_name(name).ok_or_else(|| {
+        let names: Vec<_> = isola_engine::rt::Precision::ALL.iter().map(|p| p.name()).collect();
+        format!("unknown weight precision {name:?}; one of {}", names.join(", "))
+    })
+}
+
 /// A bar counting audio frames, hidden when `quiet`.
 pub fn frames_bar(total: u64, quiet: bool) -> ProgressBar {
     if quiet {

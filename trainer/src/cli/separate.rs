@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 
-use super::{frames_bar, load_weights, load_worker_weights};
+use isola_engine::rt::Precision;
+
+use super::{frames_bar, load_weights, load_worker_weights, parse_precision};
 use crate::audio::decode::decode_file;
 use crate::audio::wav::write_wav;
 use crate::separate::separate_with;
@@ -25,6 +27,10 @@ pub struct SeparateArgs {
     /// built-in worker weights), with the light model as fallback; rendered offline.
     #[arg(long, value_name = "W")]
     pub worker_weights: Option<PathBuf>,
+    /// Storage precision of the light model's weights in the real-time network: f32, f16,
+    /// int8 or mixed (the plugin runs the default).
+    #[arg(long, value_name = "P", default_value = Precision::default().name(), value_parser = parse_precision)]
+    pub precision: Precision,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -65,7 +71,7 @@ pub(super) fn run(args: &SeparateArgs) -> anyhow::Result<()> {
         let bar = frames_bar(audio.frames() as u64, args.quiet);
         let name = output_name(input);
         bar.set_message(name.clone());
-        let stems = separate_with(&weights, worker.as_ref(), &audio, Some(&bar))
+        let stems = separate_with(&weights, args.precision, worker.as_ref(), &audio, Some(&bar))
             .with_context(|| format!("separating {}", input.display()))?;
         bar.finish_and_clear();
         let dir = args.out.join(&name);

@@ -14,7 +14,8 @@ use serde::Serialize;
 use crate::audio::Chunks;
 use crate::data::TrackAudio;
 use crate::metrics::{TrackScores, evaluate_track, mean, nanmedian};
-use crate::separate::{Stems, separate, separate_with};
+use crate::separate::{Stems, separate_with};
+use isola_engine::rt::Precision;
 
 /// Names of the compared methods, in table order.
 pub const METHODS: [&str; 4] = ["isola", "mixture", "mid/side", "oracle IRM"];
@@ -62,6 +63,7 @@ pub struct SetSummary {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
+    /// The weights' name and the precision they ran at.
     pub weights: String,
     pub tracks: Vec<TrackResult>,
     /// Over all tracks.
@@ -95,7 +97,8 @@ fn quantized_method(bits: u32) -> &'static str {
     }
 }
 
-/// Scores every method on every track (plus the worker path when `worker` weights are
+/// Scores every method on every track, the model's weights in `precision` in the real-time
+/// network (plus the worker path when `worker` weights are
 /// given, and the model on the mixture quantised to `input_bits`, one of [`INPUT_BITS`]);
 /// `sets[i]` names the data set of `tracks[i]`; `bar` advances by track frames.
 /// Tracks may live in RAM or in cache files (`data::pool`): one track at a time is read
@@ -104,6 +107,7 @@ pub fn evaluate<S: Chunks>(
     tracks: &[TrackAudio<S>],
     sets: &[String],
     weights: &Weights,
+    precision: Precision,
     worker: Option<&Weights>,
     input_bits: Option<u32>,
     bar: &ProgressBar,
@@ -123,7 +127,7 @@ pub fn evaluate<S: Chunks>(
             source_rate: t.source_rate,
         };
         let mix = t.mixture();
-        let model = separate(weights, &mix, None)?;
+        let model = separate_with(weights, precision, None, &mix, None)?;
         let mut candidates: Vec<(&'static str, Option<Stems>, &str)> = vec![
             (METHODS[0], Some(model), ""),
             (METHODS[1], Some(baselines::mixture(&mix)), ""),
@@ -131,10 +135,10 @@ pub fn evaluate<S: Chunks>(
             (METHODS[3], Some(baselines::oracle_irm(&t.vocals, &t.accompaniment, &weights.meta.stft)), ""),
         ];
         if let Some(w) = worker {
-            candidates.insert(1, (WORKER_METHOD, Some(separate_with(weights, Some(w), &mix, None)?), ""));
+            candidates.insert(1, (WORKER_METHOD, Some(separate_with(weights, precision, Some(w), &mix, None)?), ""));
         }
         if let Some(bits) = input_bits {
-            let stems = separate(weights, &mix.quantized(bits), None)?;
+            let stems = separate_with(weights, precision, None, &mix.quantized(bits), None)?;
             candidates.insert(1, (quantized_method(bits), Some(stems), ""));
         }
         let methods = candidates
@@ -176,7 +180,10 @@ pub fn evaluate<S: Chunks>(
             })
             .collect()
     };
-    Ok(EvalReport { weights: weights.meta.provenance.name.clone(), tracks: results, summary, sets })
+    // The precision is part of what was scored: the same weights score (very slightly)
+    // differently in f32 and int8.
+    let weights = format!("{} ({} in the real-time network)", weights.meta.provenance.name, precision.name());
+    Ok(EvalReport { weights, tracks: results, summary, sets })
 }
 
 fn summarise<'a>(method: &'static str, tracks: impl Iterator<Item = &'a TrackResult>) -> Summary {
