@@ -126,11 +126,8 @@ impl Matrix {
 
     /// Bytes the products read per use (weights and scales).
     pub fn bytes(&self) -> usize {
-        match &self.data {
-            Data::F32(w) => 4 * w.len(),
-            Data::F16(w) => 2 * w.len(),
-            Data::Int8 { q, scales } => q.len() + 4 * scales.len(),
-        }
+        let (a, b) = self.storage();
+        a.len() + b.len()
     }
 
     /// `y = W x + b` (`x [cols]`, `b` and `y [rows]`). `FMA` selects the AVX2+FMA(+F16C)
@@ -150,12 +147,7 @@ impl Matrix {
     /// waiting for them. Returns how many of them exist. Audio thread; no allocation.
     #[inline]
     pub fn prefetch_lines(&self, first: usize, count: usize) -> usize {
-        let (a, b): (&[u8], &[u8]) = match &self.data {
-            Data::F32(w) => (bytes_of(w), &[]),
-            Data::F16(w) => (bytes_of(w), &[]),
-            Data::Int8 { q, scales } => (bytes_of(q), bytes_of(scales)),
-        };
-        let lines = |s: &[u8]| s.len().div_ceil(LINE);
+        let (a, b) = self.storage();
         let (la, lb) = (lines(a), lines(b));
         for line in first..(first + count).min(la + lb) {
             let (s, l) = if line < la { (a, line) } else { (b, line - la) };
@@ -166,12 +158,22 @@ impl Matrix {
 
     /// Cache lines of storage (what [`Matrix::prefetch_lines`] counts).
     pub fn lines(&self) -> usize {
+        let (a, b) = self.storage();
+        lines(a) + lines(b)
+    }
+
+    /// The stored bytes: the weights, then the int8 scales (empty otherwise).
+    fn storage(&self) -> (&[u8], &[u8]) {
         match &self.data {
-            Data::F32(w) => bytes_of(w).len().div_ceil(LINE),
-            Data::F16(w) => bytes_of(w).len().div_ceil(LINE),
-            Data::Int8 { q, scales } => q.len().div_ceil(LINE) + bytes_of(scales).len().div_ceil(LINE),
+            Data::F32(w) => (bytes_of(w), &[]),
+            Data::F16(w) => (bytes_of(w), &[]),
+            Data::Int8 { q, scales } => (bytes_of(q), bytes_of(scales)),
         }
     }
+}
+
+fn lines(bytes: &[u8]) -> usize {
+    bytes.len().div_ceil(LINE)
 }
 
 /// x86-64 and Apple/ARM cores all move 64-byte lines between L1 and L2.
