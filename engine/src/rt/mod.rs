@@ -11,7 +11,7 @@ pub mod separator;
 pub mod stft;
 
 pub use masking::WorkerStats;
-pub use matrix::{Matrix, Precision};
+pub use matrix::{Matrix, MatrixRole, Precision};
 pub use net::RtMaskNet;
 pub use separator::{MAX_STRENGTH, OutputMode, Separator, SeparatorParams};
 pub use stft::StreamingStft;

@@ -1,6 +1,6 @@
 //! The mask network, hand-ported for the audio thread: same weights and arithmetic as
 //! [`crate::model::MaskNet`], stepped one frame at a time with preallocated state. Its weight
-//! matrices are stored in the [`Precision`] chosen at load (f16 by default; f32 is exactly
+//! matrices are stored in the [`Precision`] chosen at load (mixed int8/f16 by default; f32 is exactly
 //! the candle model's arithmetic), accumulating in f32 (`crate::rt::matrix`).
 //!
 //! Per frame, with `F = channels * n_bins` and `H = hidden`:
@@ -21,7 +21,7 @@ use crate::config::{FrameGrid, ModelConfig, StftConfig};
 use crate::error::EngineError;
 use crate::features::log_magnitude;
 use crate::rt::math::{self, Kernels, flush_tiny};
-use crate::rt::matrix::{Matrix, Precision};
+use crate::rt::matrix::{Matrix, MatrixRole, Precision};
 use crate::weights::{Provenance, Weights};
 
 struct GruLayer {
@@ -120,17 +120,16 @@ impl RtMaskNet {
         model.validate_with(&weights.meta.stft)?;
         let t = |name: &str| weights.tensor(name).data.clone();
         // Shapes were checked against the config by `Weights` validation.
-        let m = |name: &str| {
+        let m = |name: &str, role: MatrixRole| {
             let tensor = weights.tensor(name);
             let (rows, cols) = (tensor.shape[0], tensor.shape[1]);
-            let recurrent = name.starts_with(&format!("{}.", names::GRU));
-            Matrix::new(&tensor.data, rows, cols, precision.for_matrix(recurrent))
+            Matrix::new(&tensor.data, rows, cols, precision.for_matrix(role))
         };
         let h = model.hidden;
         let layers = (0..model.gru_layers)
             .map(|l| GruLayer {
-                w_ih: m(&names::gru(l, WEIGHT_IH)),
-                w_hh: m(&names::gru(l, WEIGHT_HH)),
+                w_ih: m(&names::gru(l, WEIGHT_IH), MatrixRole::Gru(l)),
+                w_hh: m(&names::gru(l, WEIGHT_HH), MatrixRole::Gru(l)),
                 b_ih: t(&names::gru(l, BIAS_IH)),
                 b_hh: t(&names::gru(l, BIAS_HH)),
                 state: vec![0.0; h],
@@ -154,12 +153,12 @@ impl RtMaskNet {
             input_mean: t(names::INPUT_MEAN),
             input_scale: t(names::INPUT_SCALE),
             bands,
-            fc1_w: m(&names::linear(FC1, WEIGHT)),
+            fc1_w: m(&names::linear(FC1, WEIGHT), MatrixRole::Dense),
             fc1_b: t(&names::linear(FC1, BIAS)),
             layers,
-            fc2_w: m(&names::linear(FC2, WEIGHT)),
+            fc2_w: m(&names::linear(FC2, WEIGHT), MatrixRole::Dense),
             fc2_b: t(&names::linear(FC2, BIAS)),
-            fc3_w: m(&names::linear(FC3, WEIGHT)),
+            fc3_w: m(&names::linear(FC3, WEIGHT), MatrixRole::Dense),
             fc3_b: t(&names::linear(FC3, BIAS)),
             warm_cursor: 0,
             precision,
