@@ -1,11 +1,14 @@
-//! `cargo bench -p isola-engine --bench paced [-- --seconds S] [-- --neighbour]`: block times
+//! `cargo bench -p isola-engine --bench paced [-- --seconds S --neighbour --precision P]`: block times
 //! of `Separator::process` at real-time pace (issue 15). 48 kHz stereo in 64-sample blocks,
 //! each block issued when it is due, S seconds (default 60) per configuration: weight
-//! precision f32 / f16 / mixed, cache warming off / on. `--neighbour` adds a thread that
-//! streams a 64 MB buffer meanwhile, evicting the caches as a busy host does. Prints
-//! p50 / p99 / p99.9 / max block time as % of the block duration (1333 µs), and, in the
-//! same run, the network step of the real-time port against candle (1 thread), µs per frame
-//! on the embedded light weights.
+//! precision f32 / f16 / mixed (the default; `--precision` picks some), each plain, with
+//! cache warming, with the step spread over the hop (`Separator::set_spread_step`, one hop
+//! more latency), and spread with warming.
+//! `--neighbour` adds a thread that streams a 64 MB buffer meanwhile, evicting the caches as
+//! a busy host does. Prints mean / p50 / p99 / p99.9 / max block time as % of the block
+//! duration (1333 µs; the mean is the share of one core), and, in the same run, the network
+//! step of the real-time port against candle (1 thread), µs per frame on the embedded light
+//! weights.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -32,11 +35,36 @@ fn neighbour(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     })
 }
 
+/// How the separator schedules the network's work.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The frame's block steps the network.
+    Plain,
+    /// Blocks between frames prefetch the weights.
+    Warming,
+    /// Every block does its share of the step.
+    Spread,
+    /// Every block does its share and prefetches the next block's.
+    SpreadWarming,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Plain => "plain",
+            Mode::Warming => "cache warming",
+            Mode::Spread => "spread step (+1 hop)",
+            Mode::SpreadWarming => "spread step + warming",
+        }
+    }
+}
+
 /// Block times (µs) of `seconds` of music at real-time pace.
-fn paced_block_times(precision: Precision, warming: bool, seconds: f64, music: &[Vec<f32>]) -> Vec<f64> {
+fn paced_block_times(precision: Precision, mode: Mode, seconds: f64, music: &[Vec<f32>]) -> Vec<f64> {
     let weights = embedded::light().unwrap();
     let mut sep = Separator::new(RtMaskNet::with_precision(&weights, precision).unwrap());
-    sep.set_cache_warming(warming);
+    sep.set_cache_warming(matches!(mode, Mode::Warming | Mode::SpreadWarming));
+    sep.set_spread_step(matches!(mode, Mode::Spread | Mode::SpreadWarming));
     sep.prepare(RATE, BLOCK, 2).unwrap();
     let params = SeparatorParams::default();
     let blocks = (seconds * f64::from(RATE)) as usize / BLOCK;
@@ -63,8 +91,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// µs per frame of the real-time port (f32 and f16) and of candle on one thread, frames of
-/// real music, each stepped back to back; medians of 9 rounds.
+/// µs per frame of the real-time port (f32 and the default precision) and of candle on one
+/// thread, frames of music, each stepped back to back; medians of 9 rounds.
 fn network_steps(music: &[Vec<f32>]) -> (f64, f64, f64) {
     let weights = embedded::light().unwrap();
     let (m, stft) = (weights.meta.model, weights.meta.stft);
@@ -108,7 +136,7 @@ fn network_steps(music: &[Vec<f32>]) -> (f64, f64, f64) {
             })
             .collect(),
     );
-    (rt(Precision::F32), rt(Precision::F16), candle)
+    (rt(Precision::F32), rt(Precision::default()), candle)
 }
 
 fn main() {
@@ -122,6 +150,15 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map_or(60.0, |s| s.parse::<f64>().expect("--seconds takes a number"));
     let with_neighbour = args.iter().any(|a| a == "--neighbour");
+    // `--precision P` (repeatable) limits the rows; f32, f16 and mixed otherwise.
+    let mut precisions: Vec<Precision> = args
+        .windows(2)
+        .filter(|w| w[0] == "--precision")
+        .map(|w| Precision::from_name(&w[1]).expect("--precision takes f32, f16, int8 or mixed"))
+        .collect();
+    if precisions.is_empty() {
+        precisions = vec![Precision::F32, Precision::F16, Precision::Mixed];
+    }
     let music = synth::track(RATE as u32, RATE as usize * 8, 3).mixture();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -131,19 +168,20 @@ fn main() {
         "paced: {seconds} s per row, 48 kHz stereo, {BLOCK}-sample blocks ({block_us:.0} µs), neighbour streaming 64 MB: {}",
         if with_neighbour { "yes" } else { "no" }
     );
-    println!("| precision | warming | weights kB | p50 % | p99 % | p99.9 % | max % |");
-    println!("|---|---|---:|---:|---:|---:|---:|");
-    for precision in [Precision::F32, Precision::F16, Precision::Mixed] {
-        for warming in [false, true] {
-            let mut t = paced_block_times(precision, warming, seconds, &music);
+    println!("| precision | schedule | weights kB | mean % | p50 % | p99 % | p99.9 % | max % |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    for precision in precisions {
+        for mode in [Mode::Plain, Mode::Warming, Mode::Spread, Mode::SpreadWarming] {
+            let mut t = paced_block_times(precision, mode, seconds, &music);
             t.sort_by(f64::total_cmp);
             let pct = |p: f64| 100.0 * percentile(&t, p) / block_us;
+            let mean = 100.0 * t.iter().sum::<f64>() / t.len() as f64 / block_us;
             let kb =
                 RtMaskNet::with_precision(&embedded::light().unwrap(), precision).unwrap().weight_bytes() as f64 / 1e3;
             println!(
-                "| {} | {} | {kb:.0} | {:.2} | {:.1} | {:.1} | {:.1} |",
+                "| {} | {} | {kb:.0} | {mean:.2} | {:.2} | {:.1} | {:.1} | {:.1} |",
                 precision.name(),
-                if warming { "on" } else { "off" },
+                mode.name(),
                 pct(0.5),
                 pct(0.99),
                 pct(0.999),
@@ -151,10 +189,12 @@ fn main() {
             );
         }
     }
-    let (rt32, rt16, candle) = network_steps(&music);
+    let (rt32, rt, candle) = network_steps(&music);
+    let default = Precision::default().name();
     println!(
-        "network step (back to back): rt f32 {rt32:.1} µs/frame, rt f16 {rt16:.1} µs/frame, candle (1 thread) {candle:.1} µs/frame; candle/rt f16 {:.2}x",
-        candle / rt16
+        "network step (back to back): rt f32 {rt32:.1} µs/frame, rt {default} {rt:.1} µs/frame, candle (1 thread) {candle:.1} µs/frame; candle/rt f32 {:.2}x, candle/rt {default} {:.2}x",
+        candle / rt32,
+        candle / rt
     );
     stop.store(true, Ordering::Relaxed);
     if let Some(n) = noisy {

@@ -103,7 +103,10 @@ fn process_never_allocates() {
                 let precision = Precision::ALL[(k + block + channels) % Precision::ALL.len()];
                 let mut sep = Separator::new(RtMaskNet::with_precision(&weights, precision).unwrap());
                 sep.set_cache_warming(block % 2 == 0);
+                // The spread step, in one output mode per block size and channel count.
+                sep.set_spread_step(k == 1);
                 sep.prepare(rate, 4096, channels).unwrap();
+                assert_eq!(sep.spreads_step(), k == 1);
                 let params = [
                     SeparatorParams { output, ..Default::default() },
                     SeparatorParams {

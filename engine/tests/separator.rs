@@ -388,3 +388,33 @@ fn quiet_input_at_max_strength_gives_no_subnormal_output() {
     }
     assert!(!seen_tiny, "outputs below the flush threshold survived");
 }
+
+/// `Separator::set_spread_step`: the light network's step spread over the next hop's blocks
+/// gives the same output, to the bit, one hop later, whatever the block sizes.
+#[test]
+fn a_spread_step_changes_only_the_latency_by_one_hop() {
+    let rate = 48_000.0;
+    let input = stereo_mix(rate, 24_000);
+    let weights = default_random_weights(41);
+    let mut whole = separator(&weights, rate, 2);
+    let (hop, latency) = (whole.hop(), whole.latency_samples());
+    assert!(!whole.spreads_step());
+    let reference = run(&mut whole, &input, &[4096], &SeparatorParams::default());
+    for blocks in [&[1usize][..], &[64], &[300, 17, 1000], &[4096]] {
+        let mut sep = Separator::new(RtMaskNet::new(&weights).unwrap());
+        sep.set_spread_step(true);
+        sep.prepare(rate, 4096, 2).unwrap();
+        assert!(sep.spreads_step());
+        assert_eq!(sep.latency_samples(), latency + hop);
+        let spread = run(&mut sep, &input, blocks, &SeparatorParams::default());
+        for (name, a, b) in [("vocals", &reference.vocals, &spread.vocals), ("main", &reference.main, &spread.main)] {
+            for c in 0..2 {
+                assert_eq!(&a[c][..a[c].len() - hop], &b[c][hop..], "{name} channel {c}, blocks {blocks:?}");
+                assert!(b[c][..hop].iter().all(|&v| v == 0.0));
+            }
+        }
+        // Not trivially equal: the vocals are neither silent nor the input.
+        assert!(rms(&spread.vocals[0]) > 0.01);
+        assert_ne!(spread.vocals[0], spread.main[0]);
+    }
+}

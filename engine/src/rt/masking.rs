@@ -5,6 +5,10 @@
 //! Frame bookkeeping, for frame `f` (lookahead `D`, worker budget `K`, `K = 0` without a
 //! worker): the networks see frame `f` and produce the mask for spectrum `f − D`; that mask
 //! is applied `K` frames later, to spectrum `f − D − K`, so the worker has `K` hops to answer.
+//!
+//! With the step spread (`K ≥ 1`), the light network only begins frame `f`'s step here; the
+//! separator advances it in the blocks of the next hop and it completes at frame `f + 1`,
+//! before its mask is due.
 
 use realfft::num_complex::Complex32;
 
@@ -37,6 +41,10 @@ pub(crate) struct MaskStage {
     /// Spectra kept back: lookahead + worker budget.
     delay_frames: usize,
     budget: usize,
+    /// The light network's step is spread over the next hop (needs `budget ≥ 1`).
+    spread: bool,
+    /// A spread step was begun whose logits were not collected yet.
+    step_begun: bool,
     runtime_mags: Vec<f32>,
     model_mags: Vec<f32>,
     /// `budget + 1` frames of light-network logits, indexed by frame % (budget + 1).
@@ -65,7 +73,9 @@ pub(crate) struct MaskStage {
 }
 
 impl MaskStage {
+    /// `spread` spreads the light network's step over the next hop; it needs `budget ≥ 1`.
     /// Any thread but the audio thread (allocates).
+    #[allow(clippy::too_many_arguments)] // one per grid and latency fact, each named
     pub fn new(
         channels: usize,
         runtime_bins: usize,
@@ -74,7 +84,9 @@ impl MaskStage {
         model_hz: f64,
         lookahead: usize,
         budget: usize,
+        spread: bool,
     ) -> Self {
+        debug_assert!(!spread || budget >= 1, "a spread step needs a budget of one hop");
         let features = 2 * model_bins;
         Self {
             model_bins,
@@ -82,6 +94,8 @@ impl MaskStage {
             to_runtime: BinMap::new(model_bins, model_hz, runtime_bins, runtime_hz, true),
             delay_frames: lookahead + budget,
             budget,
+            spread: spread && budget >= 1,
+            step_begun: false,
             runtime_mags: vec![0.0; runtime_bins],
             model_mags: vec![0.0; features],
             light_logits: vec![vec![0.0; features]; budget + 1],
@@ -115,6 +129,7 @@ impl MaskStage {
         self.worker_weight = 0.0;
         self.frame = 0;
         self.reset_pending = false;
+        self.step_begun = false;
     }
 
     /// Replaces each channel's spectrum with the masked vocals spectrum of the frame the
@@ -149,8 +164,19 @@ impl MaskStage {
             net.reset();
             self.reset_pending = false;
             healthy = false;
+            if self.step_begun {
+                // The dropped step's mask: neutral.
+                self.step_begun = false;
+                self.light_logits[((f - 1) % k) as usize].fill(0.0);
+            }
         }
-        healthy &= net.step(&self.model_mags, &mut self.light_logits[(f % k) as usize]);
+        if self.spread {
+            healthy &= self.complete_light_step(net);
+            net.begin(&self.model_mags);
+            self.step_begun = true;
+        } else {
+            healthy &= net.step(&self.model_mags, &mut self.light_logits[(f % k) as usize]);
+        }
 
         if let Some(w) = worker {
             self.submit(w, f);
@@ -204,6 +230,19 @@ impl MaskStage {
             }
         }
         healthy
+    }
+
+    /// With a spread step: completes the light network's step of the previous frame (begun
+    /// by the last `apply`) into its logits. Also called before a model swap, so the old
+    /// network's last mask is not lost. Returns false if the network had to be reset.
+    /// Audio thread; no allocation.
+    pub fn complete_light_step(&mut self, net: &mut RtMaskNet) -> bool {
+        if !self.step_begun {
+            return true;
+        }
+        self.step_begun = false;
+        let k = (self.budget + 1) as u64;
+        net.finish(&mut self.light_logits[((self.frame - 1) % k) as usize])
     }
 
     /// Frames analysed since the last reset.

@@ -3,6 +3,8 @@
 //! Matrix-vector products dominate the per-frame cost, so on x86-64 a copy of each
 //! kernel is compiled for AVX2+FMA(+F16C) and picked once, when the network is built.
 
+use std::ops::Range;
+
 use crate::rt::matrix::Matrix;
 
 /// Which kernel set runs: decided once per network (feature detection is not free).
@@ -40,11 +42,18 @@ impl Kernels {
     /// Audio thread.
     #[inline]
     pub fn matrix_vector(self, w: &Matrix, x: &[f32], b: &[f32], y: &mut [f32]) {
+        self.matrix_vector_rows(w, x, b, y, 0..w.rows());
+    }
+
+    /// [`Kernels::matrix_vector`] for the rows `rows` only (see [`Matrix::matvec_rows`]).
+    /// Audio thread.
+    #[inline]
+    pub fn matrix_vector_rows(self, w: &Matrix, x: &[f32], b: &[f32], y: &mut [f32], rows: Range<usize>) {
         match self {
-            Kernels::Portable => w.matvec::<false>(x, b, y),
+            Kernels::Portable => w.matvec_rows::<false>(x, b, y, rows),
             // SAFETY: only constructed by `detect()` after confirming AVX2, FMA and F16C.
             #[cfg(target_arch = "x86_64")]
-            Kernels::Avx2Fma => unsafe { matrix_vector_avx2(w, x, b, y) },
+            Kernels::Avx2Fma => unsafe { matrix_vector_avx2(w, x, b, y, rows) },
         }
     }
 
@@ -69,8 +78,8 @@ unsafe fn matvec_avx2(w: &[f32], x: &[f32], b: &[f32], y: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn matrix_vector_avx2(w: &Matrix, x: &[f32], b: &[f32], y: &mut [f32]) {
-    w.matvec::<true>(x, b, y)
+unsafe fn matrix_vector_avx2(w: &Matrix, x: &[f32], b: &[f32], y: &mut [f32], rows: Range<usize>) {
+    w.matvec_rows::<true>(x, b, y, rows)
 }
 
 /// `y = W x + b`. With `FMA` (only inside functions compiled for AVX2+FMA+F16C) this runs
@@ -271,11 +280,7 @@ mod avx2 {
                     c += 8;
                 }
                 for (k, acc) in [a0, a1, a2, a3].into_iter().enumerate() {
-                    let mut s = hsum(acc);
-                    for (c, &xc) in x.iter().enumerate().take(n).skip(split) {
-                        s += (*wp.add((r + k) * n + c)).widen() * xc;
-                    }
-                    y[r + k] = s + b[r + k];
+                    y[r + k] = hsum(acc) + tail(wp.add((r + k) * n), x, split) + b[r + k];
                 }
             }
             r += 4;
@@ -289,14 +294,23 @@ mod avx2 {
                     a0 = _mm256_fmadd_ps(T::load8(wp.add(r * n + c)), _mm256_loadu_ps(xp.add(c)), a0);
                     c += 8;
                 }
-                let mut s = hsum(a0);
-                for (c, &xc) in x.iter().enumerate().take(n).skip(split) {
-                    s += (*wp.add(r * n + c)).widen() * xc;
-                }
-                y[r] = s + b[r];
+                y[r] = hsum(a0) + tail(wp.add(r * n), x, split) + b[r];
             }
             r += 1;
         }
+    }
+
+    /// `Σ row[c]·x[c]` over the columns `split..` that the 8-wide loop left.
+    /// # Safety
+    /// `row..row + x.len()` must be readable.
+    #[inline(always)]
+    unsafe fn tail<T: Weight>(row: *const T, x: &[f32], split: usize) -> f32 {
+        let mut s = 0.0;
+        for (c, &xc) in x.iter().enumerate().skip(split) {
+            // SAFETY: the caller's contract; c < x.len().
+            s += unsafe { *row.add(c) }.widen() * xc;
+        }
+        s
     }
 
     /// [`super::matvec_i8_body`]: as [`matvec`], with each [`INT8_GROUP`] columns' partial
@@ -345,13 +359,24 @@ mod avx2 {
             }
             r += 4;
         }
+        // Single rows with the same arithmetic as above, so a product split into row ranges
+        // anywhere is bit-identical to the whole.
         while r < rows {
-            let row = &q[r * n..(r + 1) * n];
-            let mut s = 0.0;
-            for ((qg, xg), &scale) in row.chunks(INT8_GROUP).zip(x.chunks(INT8_GROUP)).zip(&scales[r * groups..]) {
-                s += scale * super::dot8(qg, xg);
+            // SAFETY: as above, one row.
+            unsafe {
+                let mut acc = _mm256_setzero_ps();
+                for g in 0..groups {
+                    let (start, end) = (g * INT8_GROUP, ((g + 1) * INT8_GROUP).min(split));
+                    let mut part = _mm256_setzero_ps();
+                    let mut c = start;
+                    while c < end {
+                        part = _mm256_fmadd_ps(i8::load8(qp.add(r * n + c)), _mm256_loadu_ps(xp.add(c)), part);
+                        c += 8;
+                    }
+                    acc = _mm256_fmadd_ps(part, _mm256_set1_ps(*scales.get_unchecked(r * groups + g)), acc);
+                }
+                y[r] = hsum(acc) + tail(r) + b[r];
             }
-            y[r] = s + b[r];
             r += 1;
         }
     }

@@ -14,6 +14,8 @@
 //! Why: the light network reads every weight once per frame. In f32 that is 2.4 MB, more
 //! than a core's L2, so each frame streams them from L3 or memory; int8 is a quarter.
 
+use std::ops::Range;
+
 use crate::rt::math::{self, INT8_GROUP};
 
 /// Storage precision of the real-time network's weight matrices (biases, normalisation and
@@ -147,10 +149,25 @@ impl Matrix {
     /// [`math::Kernels`]). Audio thread; no allocation.
     #[inline(always)]
     pub fn matvec<const FMA: bool>(&self, x: &[f32], b: &[f32], y: &mut [f32]) {
+        self.matvec_rows::<FMA>(x, b, y, 0..self.rows);
+    }
+
+    /// [`Matrix::matvec`] for the rows `rows` only: writes `y[rows]` from `b[rows]`, the
+    /// rest of `y` untouched. Each row's arithmetic is the same as in the whole product, so a
+    /// product done in pieces is bit-identical. Rows past the end are ignored.
+    /// Audio thread; no allocation.
+    #[inline(always)]
+    pub fn matvec_rows<const FMA: bool>(&self, x: &[f32], b: &[f32], y: &mut [f32], rows: Range<usize>) {
+        let (r1, n) = (rows.end.min(self.rows).min(y.len()).min(b.len()), self.cols);
+        let r0 = rows.start.min(r1);
+        let (b, y) = (&b[r0..r1], &mut y[r0..r1]);
         match &self.data {
-            Data::F32(w) => math::matvec_body::<FMA>(w, x, b, y),
-            Data::F16(w) => math::matvec_f16_body::<FMA>(w, x, b, y),
-            Data::Int8 { q, scales } => math::matvec_i8_body::<FMA>(q, scales, x, b, y),
+            Data::F32(w) => math::matvec_body::<FMA>(&w[r0 * n..r1 * n], x, b, y),
+            Data::F16(w) => math::matvec_f16_body::<FMA>(&w[r0 * n..r1 * n], x, b, y),
+            Data::Int8 { q, scales } => {
+                let g = n.div_ceil(INT8_GROUP);
+                math::matvec_i8_body::<FMA>(&q[r0 * n..r1 * n], &scales[r0 * g..r1 * g], x, b, y)
+            }
         }
     }
 
@@ -235,6 +252,27 @@ mod tests {
                         assert!(err <= step * sum_abs_x + 1e-4, "{p:?} {k:?} [{rows}, {cols}] row {r}: {a} vs {e}");
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn a_product_done_in_row_ranges_is_bit_identical_to_the_whole() {
+        let (rows, cols) = (37, 75);
+        let w: Vec<f32> = (0..rows * cols).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+        let x: Vec<f32> = (0..cols).map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5).collect();
+        let b: Vec<f32> = (0..rows).map(|i| i as f32 * 0.01).collect();
+        for p in Precision::ALL {
+            let m = Matrix::new(&w, rows, cols, p);
+            for k in math::Kernels::available() {
+                let mut whole = vec![0.0; rows];
+                k.matrix_vector(&m, &x, &b, &mut whole);
+                // Ranges of 5 rows cut across the 4-row blocks of the AVX2 kernels.
+                let mut pieces = vec![f32::NAN; rows];
+                for r in (0..rows).step_by(5) {
+                    k.matrix_vector_rows(&m, &x, &b, &mut pieces, r..r + 5);
+                }
+                assert_eq!(whole, pieces, "{p:?} {k:?}");
             }
         }
     }

@@ -14,6 +14,8 @@
 //! With a band split (`K` bands of `D`): `fc1` reads `tanh(band_in(z))` `[K·D]` and
 //! `logits = band_out(tanh(fc3 · b))` (see `crate::model::band_split`).
 
+use std::ops::Range;
+
 use crate::config::tensor_names::{
     self as names, BAND_IN, BAND_OUT, BIAS, BIAS_HH, BIAS_IH, FC1, FC2, FC3, WEIGHT, WEIGHT_HH, WEIGHT_IH,
 };
@@ -49,31 +51,56 @@ struct BandLayers {
 }
 
 impl BandLayers {
-    /// `embedding = tanh(band_in(z))`.
+    /// Rows `c` of `embedding = tanh(band_in(z))` (row `c` is output `c` of every band);
+    /// the bias before the first row, the tanh after the last.
     #[inline(always)]
-    fn split(&mut self, z: &[f32]) {
+    fn split_rows(&mut self, z: &[f32], rows: Range<usize>) {
         let (d, f) = (self.dim, z.len());
-        self.embedding.copy_from_slice(&self.in_b);
-        for c in 0..d {
+        if rows.start == 0 {
+            self.embedding.copy_from_slice(&self.in_b);
+        }
+        for c in rows.clone() {
             for ((&w, &x), &b) in self.in_w[c * f..(c + 1) * f].iter().zip(z).zip(&self.feature_band) {
                 self.embedding[b * d + c] += w * x;
             }
         }
-        self.embedding.iter_mut().for_each(|v| *v = math::tanh(*v));
+        if rows.end == d {
+            self.embedding.iter_mut().for_each(|v| *v = math::tanh(*v));
+        }
     }
 
-    /// `logits = band_out(tanh(embedding))`.
+    /// Rows `c` of `logits = band_out(tanh(embedding))`; the tanh and bias before the first.
     #[inline(always)]
-    fn merge(&mut self, logits: &mut [f32]) {
+    fn merge_rows(&mut self, logits: &mut [f32], rows: Range<usize>) {
         let (d, f) = (self.dim, logits.len());
-        self.embedding.iter_mut().for_each(|v| *v = math::tanh(*v));
-        logits.copy_from_slice(&self.out_b);
-        for c in 0..d {
+        if rows.start == 0 {
+            self.embedding.iter_mut().for_each(|v| *v = math::tanh(*v));
+            logits.copy_from_slice(&self.out_b);
+        }
+        for c in rows {
             for ((o, &w), &b) in logits.iter_mut().zip(&self.out_w[c * f..(c + 1) * f]).zip(&self.feature_band) {
                 *o += w * self.embedding[b * d + c];
             }
         }
     }
+}
+
+/// The stages of one frame step, in order. Each is a product split by output rows, so a
+/// step can be done in pieces (`RtMaskNet::advance`); its element-wise work runs after its
+/// last row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    BandIn,
+    Fc1,
+    /// `gi = W_ih · input` of a GRU layer.
+    GruInput(usize),
+    /// `gh = W_hh · state`, then the gates update the layer's state.
+    GruHidden(usize),
+    Fc2,
+    Fc3,
+    BandOut,
+    /// No step in progress.
+    Idle,
 }
 
 /// Allocation-free GRU mask network. Built off the audio thread, stepped on it.
@@ -96,6 +123,15 @@ pub struct RtMaskNet {
     fc3_b: Vec<f32>,
     /// The next cache line [`RtMaskNet::warm`] prefetches; 0 after each frame.
     warm_cursor: usize,
+    /// The step in progress: its stage and the next row of that stage's product.
+    stage: Stage,
+    row: usize,
+    /// Whether the last completed step stayed finite.
+    finite: bool,
+    /// `z` still holds magnitudes, not yet features.
+    raw_input: bool,
+    /// [`RtMaskNet::step_macs`], counted once.
+    macs: usize,
     precision: Precision,
     // Scratch, sized once here so `step` never allocates.
     z: Vec<f32>,
@@ -103,6 +139,8 @@ pub struct RtMaskNet {
     gi: Vec<f32>,
     gh: Vec<f32>,
     b: Vec<f32>,
+    /// The step's logits `[F]`.
+    out: Vec<f32>,
 }
 
 impl RtMaskNet {
@@ -144,7 +182,7 @@ impl RtMaskNet {
             out_w: t(&names::linear(BAND_OUT, WEIGHT)),
             out_b: t(&names::linear(BAND_OUT, BIAS)),
         });
-        Ok(Self {
+        let mut net = Self {
             model,
             stft: weights.meta.stft,
             provenance: weights.meta.provenance.clone(),
@@ -161,13 +199,21 @@ impl RtMaskNet {
             fc3_w: m(&names::linear(FC3, WEIGHT), MatrixRole::Dense),
             fc3_b: t(&names::linear(FC3, BIAS)),
             warm_cursor: 0,
+            stage: Stage::Idle,
+            row: 0,
+            finite: true,
+            raw_input: false,
+            macs: 0,
             precision,
             z: vec![0.0; model.features()],
             a_cat: vec![0.0; 2 * h],
             gi: vec![0.0; 3 * h],
             gh: vec![0.0; 3 * h],
             b: vec![0.0; h],
-        })
+            out: vec![0.0; model.features()],
+        };
+        net.macs = net.count_macs();
+        Ok(net)
     }
 
     pub fn model_config(&self) -> &ModelConfig {
@@ -248,11 +294,14 @@ impl RtMaskNet {
         self.kernels = kernels;
     }
 
-    /// Clears the recurrent state. Audio thread; no allocation.
+    /// Clears the recurrent state and drops any step in progress. Audio thread; no
+    /// allocation.
     pub fn reset(&mut self) {
         for layer in &mut self.layers {
             layer.state.fill(0.0);
         }
+        self.stage = Stage::Idle;
+        self.raw_input = false;
     }
 
     /// One frame: `mags` are linear magnitudes `[channels * n_bins]` (channel-major), `logits`
@@ -260,76 +309,219 @@ impl RtMaskNet {
     /// zero logits = a neutral 0.5 mask) if anything became non-finite.
     /// Audio thread; no allocation.
     pub fn step(&mut self, mags: &[f32], logits: &mut [f32]) -> bool {
+        self.begin(mags);
+        self.finish(logits)
+    }
+
+    /// Starts the step of frame `mags` (as in [`RtMaskNet::step`]) without computing it:
+    /// [`RtMaskNet::advance`] does it in pieces, [`RtMaskNet::finish`] completes it. Lets the
+    /// separator spread a frame's work over the blocks of the next hop. A step still in
+    /// progress is completed first (its logits are dropped). Audio thread; no allocation.
+    pub fn begin(&mut self, mags: &[f32]) {
+        if self.stage != Stage::Idle {
+            self.advance(usize::MAX);
+        }
+        self.warm_cursor = 0;
+        // Normalised by the first `advance`, which runs with the vector kernels.
+        let n = self.z.len().min(mags.len());
+        self.z[..n].copy_from_slice(&mags[..n]);
+        self.raw_input = true;
+        self.stage = self.first_stage();
+        self.row = 0;
+    }
+
+    /// Does about `macs` multiply-accumulates of the step in progress (whole rows, at least
+    /// one while any are left; [`RtMaskNet::step_macs`] is the whole step). Returns whether
+    /// the step is complete (also when none was begun). Pieces of any size give the same
+    /// logits, to the bit, as one [`RtMaskNet::step`]. Audio thread; no allocation.
+    pub fn advance(&mut self, macs: usize) -> bool {
         match self.kernels {
-            Kernels::Portable => self.step_body::<false>(mags, logits),
+            Kernels::Portable => self.advance_body::<false>(macs),
             // SAFETY: `Kernels::Avx2Fma` is only produced after detecting AVX2, FMA and F16C.
             #[cfg(target_arch = "x86_64")]
-            Kernels::Avx2Fma => unsafe { self.step_avx2(mags, logits) },
+            Kernels::Avx2Fma => unsafe { self.advance_avx2(macs) },
         }
     }
 
-    /// The whole frame compiled for AVX2+FMA: the element-wise nonlinearities vectorise
+    /// Completes the step in progress and writes its `logits`; returns false as
+    /// [`RtMaskNet::step`] does. Without a step in progress, writes the last step's logits.
+    /// Audio thread; no allocation.
+    pub fn finish(&mut self, logits: &mut [f32]) -> bool {
+        self.advance(usize::MAX);
+        logits.copy_from_slice(&self.out);
+        self.finite
+    }
+
+    /// Whether a step was begun and not yet completed. Any thread that owns the network.
+    pub fn in_progress(&self) -> bool {
+        self.stage != Stage::Idle
+    }
+
+    /// Multiply-accumulates of one frame step: the unit of [`RtMaskNet::advance`].
+    /// Any thread.
+    pub fn step_macs(&self) -> usize {
+        self.macs
+    }
+
+    fn count_macs(&self) -> usize {
+        let mut stage = self.first_stage();
+        let mut total = 0;
+        while stage != Stage::Idle {
+            let (rows, cols) = self.shape(stage);
+            total += rows * cols;
+            stage = self.next(stage);
+        }
+        total
+    }
+
+    /// The whole advance compiled for AVX2+FMA: the element-wise nonlinearities vectorise
     /// 8-wide too, not only the matrix products.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn step_avx2(&mut self, mags: &[f32], logits: &mut [f32]) -> bool {
-        self.step_body::<true>(mags, logits)
+    unsafe fn advance_avx2(&mut self, macs: usize) -> bool {
+        self.advance_body::<true>(macs)
+    }
+
+    fn first_stage(&self) -> Stage {
+        if self.bands.is_some() { Stage::BandIn } else { Stage::Fc1 }
+    }
+
+    fn next(&self, stage: Stage) -> Stage {
+        let last = self.layers.len() - 1;
+        match stage {
+            Stage::BandIn => Stage::Fc1,
+            Stage::Fc1 => Stage::GruInput(0),
+            Stage::GruInput(l) => Stage::GruHidden(l),
+            Stage::GruHidden(l) if l < last => Stage::GruInput(l + 1),
+            Stage::GruHidden(_) => Stage::Fc2,
+            Stage::Fc2 => Stage::Fc3,
+            Stage::Fc3 if self.bands.is_some() => Stage::BandOut,
+            Stage::Fc3 | Stage::BandOut | Stage::Idle => Stage::Idle,
+        }
+    }
+
+    /// `[rows, cols]` of a stage's product.
+    fn shape(&self, stage: Stage) -> (usize, usize) {
+        let m = |w: &Matrix| (w.rows(), w.cols());
+        let bands = |b: Option<&BandLayers>| b.map_or((0, 0), |b| (b.dim, b.feature_band.len()));
+        match stage {
+            Stage::BandIn | Stage::BandOut => bands(self.bands.as_ref()),
+            Stage::Fc1 => m(&self.fc1_w),
+            Stage::GruInput(l) => m(&self.layers[l].w_ih),
+            Stage::GruHidden(l) => m(&self.layers[l].w_hh),
+            Stage::Fc2 => m(&self.fc2_w),
+            Stage::Fc3 => m(&self.fc3_w),
+            Stage::Idle => (0, 0),
+        }
     }
 
     #[inline(always)]
-    fn step_body<const FMA: bool>(&mut self, mags: &[f32], logits: &mut [f32]) -> bool {
+    fn advance_body<const FMA: bool>(&mut self, macs: usize) -> bool {
+        if self.raw_input {
+            // `z` holds the frame's magnitudes (`begin`): the model's input features.
+            self.raw_input = false;
+            for ((z, &mean), &scale) in self.z.iter_mut().zip(&self.input_mean).zip(&self.input_scale) {
+                *z = (log_magnitude(*z, self.floor) - mean) * scale;
+            }
+        }
+        let mut left = macs;
+        while self.stage != Stage::Idle {
+            let (rows, cols) = self.shape(self.stage);
+            let n = (rows - self.row).min(left.div_ceil(cols.max(1)));
+            if n == 0 && self.row < rows {
+                break; // `left` is spent
+            }
+            self.rows::<FMA>(self.stage, self.row..self.row + n);
+            self.row += n;
+            left = left.saturating_sub(n * cols);
+            if self.row == rows {
+                self.stage = self.next(self.stage);
+                self.row = 0;
+            }
+        }
+        self.stage == Stage::Idle
+    }
+
+    /// Rows `rows` of `stage`, with the stage's element-wise work before its first or after
+    /// its last row.
+    #[inline(always)]
+    fn rows<const FMA: bool>(&mut self, stage: Stage, rows: Range<usize>) {
         let h = self.model.hidden;
-        self.warm_cursor = 0;
-        for (((z, &m), &mean), &scale) in self.z.iter_mut().zip(mags).zip(&self.input_mean).zip(&self.input_scale) {
-            *z = (log_magnitude(m, self.floor) - mean) * scale;
-        }
-        let (a, top) = self.a_cat.split_at_mut(h);
-        match &mut self.bands {
-            Some(bands) => {
-                bands.split(&self.z);
-                self.fc1_w.matvec::<FMA>(&bands.embedding, &self.fc1_b, a);
+        let (first, last) = (rows.start == 0, rows.end == self.shape(stage).0);
+        match stage {
+            Stage::BandIn => {
+                if let Some(bands) = &mut self.bands {
+                    bands.split_rows(&self.z, rows);
+                }
             }
-            None => self.fc1_w.matvec::<FMA>(&self.z, &self.fc1_b, a),
+            Stage::Fc1 => {
+                let x = self.bands.as_ref().map_or(&self.z[..], |b| &b.embedding[..]);
+                let a = &mut self.a_cat[..h];
+                self.fc1_w.matvec_rows::<FMA>(x, &self.fc1_b, a, rows);
+                if last {
+                    a.iter_mut().for_each(|v| *v = math::tanh(*v));
+                }
+            }
+            Stage::GruInput(l) => {
+                // The first layer reads `a`, the others the previous layer's new state.
+                let x = if l == 0 { &self.a_cat[..h] } else { &self.layers[l - 1].state[..] };
+                let layer = &self.layers[l];
+                layer.w_ih.matvec_rows::<FMA>(x, &layer.b_ih, &mut self.gi, rows);
+            }
+            Stage::GruHidden(l) => {
+                let layer = &mut self.layers[l];
+                layer.w_hh.matvec_rows::<FMA>(&layer.state, &layer.b_hh, &mut self.gh, rows);
+                if last {
+                    let (gi_rz, gi_n) = self.gi.split_at_mut(2 * h);
+                    let (gh_rz, gh_n) = self.gh.split_at(2 * h);
+                    // Reset and update gates side by side: r = gi[..h], u = gi[h..2h].
+                    for (g, &x) in gi_rz.iter_mut().zip(gh_rz) {
+                        *g = math::sigmoid(*g + x);
+                    }
+                    let (r, u) = gi_rz.split_at(h);
+                    for (((s, &r), &u), (&xn, &hn)) in layer.state.iter_mut().zip(r).zip(u).zip(gi_n.iter().zip(gh_n)) {
+                        let n = math::tanh(xn + r * hn);
+                        *s = flush_tiny(n + u * (*s - n));
+                    }
+                }
+            }
+            Stage::Fc2 => {
+                if first {
+                    // The skip concatenation `[a, h_L]`.
+                    let top = &self.layers[self.layers.len() - 1].state;
+                    self.a_cat[h..].copy_from_slice(top);
+                }
+                self.fc2_w.matvec_rows::<FMA>(&self.a_cat, &self.fc2_b, &mut self.b, rows);
+                if last {
+                    self.b.iter_mut().for_each(|v| *v = v.max(0.0));
+                }
+            }
+            Stage::Fc3 => {
+                let y = self.bands.as_mut().map_or(&mut self.out[..], |b| &mut b.embedding[..]);
+                self.fc3_w.matvec_rows::<FMA>(&self.b, &self.fc3_b, y, rows);
+            }
+            Stage::BandOut => {
+                if let Some(bands) = &mut self.bands {
+                    bands.merge_rows(&mut self.out, rows);
+                }
+            }
+            Stage::Idle => {}
         }
-        a.iter_mut().for_each(|v| *v = math::tanh(*v));
+        if last && self.next(stage) == Stage::Idle {
+            self.check_finite();
+        }
+    }
 
-        // Layer input: `a` for the first layer, the previous layer's state after that; the
-        // final layer's state is copied into `top` for the skip concatenation.
-        let mut input: &[f32] = a;
-        for layer in &mut self.layers {
-            layer.w_ih.matvec::<FMA>(input, &layer.b_ih, &mut self.gi);
-            layer.w_hh.matvec::<FMA>(&layer.state, &layer.b_hh, &mut self.gh);
-            let (gi_rz, gi_n) = self.gi.split_at_mut(2 * h);
-            let (gh_rz, gh_n) = self.gh.split_at(2 * h);
-            // Reset and update gates side by side: r = gi[..h], u = gi[h..2h].
-            for (g, &x) in gi_rz.iter_mut().zip(gh_rz) {
-                *g = math::sigmoid(*g + x);
+    /// After the last stage: a non-finite output or state resets the network, with zero
+    /// logits (a neutral 0.5 mask).
+    fn check_finite(&mut self) {
+        self.finite =
+            self.out.iter().all(|v| v.is_finite()) && self.layers.iter().all(|l| l.state.iter().all(|v| v.is_finite()));
+        if !self.finite {
+            for layer in &mut self.layers {
+                layer.state.fill(0.0);
             }
-            let (r, u) = gi_rz.split_at(h);
-            for (((s, &r), &u), (&xn, &hn)) in layer.state.iter_mut().zip(r).zip(u).zip(gi_n.iter().zip(gh_n)) {
-                let n = math::tanh(xn + r * hn);
-                *s = flush_tiny(n + u * (*s - n));
-            }
-            input = &layer.state;
+            self.out.fill(0.0);
         }
-        top.copy_from_slice(input);
-
-        self.fc2_w.matvec::<FMA>(&self.a_cat, &self.fc2_b, &mut self.b);
-        self.b.iter_mut().for_each(|v| *v = v.max(0.0));
-        match &mut self.bands {
-            Some(bands) => {
-                self.fc3_w.matvec::<FMA>(&self.b, &self.fc3_b, &mut bands.embedding);
-                bands.merge(logits);
-            }
-            None => self.fc3_w.matvec::<FMA>(&self.b, &self.fc3_b, logits),
-        }
-
-        let finite =
-            logits.iter().all(|v| v.is_finite()) && self.layers.iter().all(|l| l.state.iter().all(|v| v.is_finite()));
-        if !finite {
-            self.reset();
-            logits.fill(0.0);
-        }
-        finite
     }
 }

@@ -85,6 +85,8 @@ struct Prepared {
     stft: StreamingStft,
     masks: MaskStage,
     latency: usize,
+    /// Whether the light network's step is spread over the blocks of the next hop.
+    spread: bool,
     /// Per channel: ring delaying the dry input by `latency` samples.
     delay: Vec<Vec<f32>>,
     delay_pos: usize,
@@ -105,6 +107,8 @@ pub struct Separator {
     offline: bool,
     /// Whether blocks without a frame prefetch a share of the network's weights.
     cache_warming: bool,
+    /// Spread the light network's step even without a worker (adds a hop of latency).
+    spread_step: bool,
 }
 
 impl Separator {
@@ -119,13 +123,33 @@ impl Separator {
             recoveries: 0,
             offline: false,
             cache_warming: false,
+            spread_step: false,
         }
+    }
+
+    /// Spreads each frame's light-network step over the blocks of the following hop (each
+    /// block does its length / hop share, `RtMaskNet::advance`), so no block carries a whole
+    /// step: at 64-sample blocks the frame's block no longer costs several times the
+    /// others. The mask is then applied one hop later. With a worker this is always on and
+    /// free (its budget already delays the masks); without one, `true` adds one hop to the
+    /// latency. The output is the same, to the bit, delayed by that hop. Takes effect at the
+    /// next `prepare`. Any thread but the audio thread.
+    pub fn set_spread_step(&mut self, on: bool) {
+        self.spread_step = on;
+        self.prepared = None;
+    }
+
+    /// Whether the prepared separator spreads the light network's step (see
+    /// [`Separator::set_spread_step`]). Any thread.
+    pub fn spreads_step(&self) -> bool {
+        self.prepared.as_ref().is_some_and(|p| p.spread)
     }
 
     /// Cache warming: each block that computes no frame prefetches its share of the
     /// network's weights (`RtMaskNet::warm`, block length / hop of them), so the block that
-    /// computes the next frame finds them in cache even after the host evicted them. Off by
-    /// default; `cargo bench -p isola-engine --bench paced` measures both. Takes effect at
+    /// computes the next frame finds them in cache even after the host evicted them. With a
+    /// spread step, each block instead prefetches the share the next block computes, which
+    /// fits in L2 where a whole step may not. Off by default; `cargo bench -p isola-engine --bench paced` measures both. Takes effect at
     /// once. Any thread that owns the separator.
     pub fn set_cache_warming(&mut self, on: bool) {
         self.cache_warming = on;
@@ -191,16 +215,21 @@ impl Separator {
         let stft = StreamingStft::new(&runtime, channels);
         let rt_hz = sample_rate as f64 / runtime.fft_size as f64;
         let model_hz = model_stft.sample_rate as f64 / model_stft.fft_size as f64;
-        let budget = self.worker.as_ref().map_or(0, |w| w.budget_hops);
+        let worker_budget = self.worker.as_ref().map_or(0, |w| w.budget_hops);
+        let spread = self.spread_step || worker_budget > 0;
+        // A spread step's mask is due one hop after its frame.
+        let budget = worker_budget.max(usize::from(spread));
         let latency = stft.latency_samples() + (model.lookahead + budget) * runtime.hop;
         let coef = 1.0 - (-1.0 / (SMOOTHING_SECONDS * sample_rate)).exp();
-        let mut masks = MaskStage::new(channels, stft.n_bins(), rt_hz, model.n_bins, model_hz, model.lookahead, budget);
+        let mut masks =
+            MaskStage::new(channels, stft.n_bins(), rt_hz, model.n_bins, model_hz, model.lookahead, budget, spread);
         masks.wait_for_worker = self.offline;
         self.prepared = Some(Prepared {
             sample_rate,
             channels,
             masks,
             latency,
+            spread,
             delay: vec![vec![0.0; latency]; channels],
             delay_pos: 0,
             input: vec![vec![0.0; runtime.hop]; channels],
@@ -364,6 +393,9 @@ impl Separator {
             p.stft.process(&inputs[..p.channels], &mut outs[..p.channels], |spectra| {
                 framed = true;
                 if let Some(mut next) = pending.take() {
+                    if !masks.complete_light_step(net) {
+                        *recoveries += 1;
+                    }
                     next.reset();
                     *retired = Some(std::mem::replace(net, next));
                 }
@@ -371,7 +403,16 @@ impl Separator {
                     *recoveries += 1;
                 }
             });
-            if self.cache_warming && !framed {
+            if p.spread {
+                // This chunk's share of the step in progress: a hop's chunks complete it.
+                self.net.advance((self.net.step_macs() * m).div_ceil(hop));
+                if self.cache_warming {
+                    // Prefetch the next chunk's share, which arrives while the host is
+                    // elsewhere; from a frame, the shares of this chunk and the next.
+                    let share = (self.net.weight_lines() * m).div_ceil(hop);
+                    self.net.warm(if framed { 2 * share } else { share });
+                }
+            } else if self.cache_warming && !framed {
                 let lines = self.net.weight_lines();
                 self.net.warm((lines * m).div_ceil(hop));
             }
