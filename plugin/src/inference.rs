@@ -182,6 +182,8 @@ impl Isola {
                 st.error = Some(e.to_string());
             }
         }
+        // With a worker the step is spread anyway (its budget already delays the masks).
+        sep.set_spread_step(mode.quality == Quality::LightEven);
         // The worker's deadline changes the latency: every buffer is resized here.
         let prepared = sep.prepare(want.sample_rate, want.max_block, want.channels);
         if let (Some(st), true) = (status.as_mut(), self.worker.is_some()) {

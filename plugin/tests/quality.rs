@@ -1,5 +1,5 @@
 //! Quality = Worker through the CLAP host: the worker's deadline is added to the reported
-//! latency, switching asks the host for a restart, the worker path runs the embedded worker
+//! latency (Light, even load: one hop), switching asks the host for a restart, the worker path runs the embedded worker
 //! model (checked against the engine), and worker weights that do not fit leave the light
 //! network running alone.
 
@@ -132,4 +132,26 @@ fn worker_quality_latency_restart_output_and_fallback() {
     assert_eq!(p.latency() as usize, light_latency);
     p.deactivate(proc);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn light_even_load_adds_one_hop_and_delays_the_light_output_by_it() {
+    let input: Vec<Vec<f32>> = mixture(SR as f32, SR as usize).into();
+    let (light_out, light_latency, hop) = engine_vocals(&input, None);
+    let mut p = load_isola();
+    let proc = p.activate(SR, BLOCK as u32, 2);
+    let even = p.text_to_value("Quality", "Light, even load");
+    let proc = change(&mut p, proc, "Quality", even);
+    assert_eq!(p.text("Quality"), "Light, even load");
+    assert!(p.restart_requested(), "switching Quality did not request a restart");
+    p.deactivate(proc);
+    let proc = p.activate(SR, BLOCK as u32, 2);
+    assert_eq!(p.latency() as usize, light_latency + hop);
+    let (proc, out) = render(&mut p, proc, &input);
+    // The light network's output, one hop later (the engine test checks it to the bit).
+    let shifted: Vec<Vec<f32>> =
+        light_out.iter().map(|c| [vec![0.0; hop], c[..c.len() - hop].to_vec()].concat()).collect();
+    assert!(max_diff(&out.vocals, &shifted) < 1e-6, "Light, even load is not the light output one hop later");
+    assert!(max_diff(&out.vocals, &light_out) > 1e-3);
+    p.deactivate(proc);
 }
