@@ -247,9 +247,7 @@ mod avx2 {
         }
     }
 
-    /// Four rows at a time, four independent 8-wide FMA chains per row pair of loads:
-    /// `x` is loaded once per four rows, and enough FMAs are in flight to hide their
-    /// latency (a single accumulator chain ran at a quarter of this speed).
+    /// `y = W x + b`, four rows at a time, then single rows ([`row_sums`]).
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     pub unsafe fn matvec<T: Load8>(w: &[T], x: &[f32], b: &[f32], y: &mut [f32]) {
@@ -263,23 +261,11 @@ mod avx2 {
         let rows = y.len().min(b.len()).min(w.len() / n);
         let split = n - n % 8;
         let wp = w.as_ptr();
-        let xp = x.as_ptr();
         let mut r = 0;
         while r + 4 <= rows {
             // SAFETY: rows r..r+4 < rows and columns < n are inside `w` (rows is clamped above).
             unsafe {
-                let (mut a0, mut a1, mut a2, mut a3) =
-                    (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
-                let mut c = 0;
-                while c < split {
-                    let xv = _mm256_loadu_ps(xp.add(c));
-                    a0 = _mm256_fmadd_ps(T::load8(wp.add(r * n + c)), xv, a0);
-                    a1 = _mm256_fmadd_ps(T::load8(wp.add((r + 1) * n + c)), xv, a1);
-                    a2 = _mm256_fmadd_ps(T::load8(wp.add((r + 2) * n + c)), xv, a2);
-                    a3 = _mm256_fmadd_ps(T::load8(wp.add((r + 3) * n + c)), xv, a3);
-                    c += 8;
-                }
-                for (k, acc) in [a0, a1, a2, a3].into_iter().enumerate() {
+                for (k, acc) in row_sums::<T, 4>(wp, x, r, split).into_iter().enumerate() {
                     y[r + k] = hsum(acc) + tail(wp.add((r + k) * n), x, split) + b[r + k];
                 }
             }
@@ -288,15 +274,35 @@ mod avx2 {
         while r < rows {
             // SAFETY: as above, one row.
             unsafe {
-                let mut a0 = _mm256_setzero_ps();
-                let mut c = 0;
-                while c < split {
-                    a0 = _mm256_fmadd_ps(T::load8(wp.add(r * n + c)), _mm256_loadu_ps(xp.add(c)), a0);
-                    c += 8;
-                }
-                y[r] = hsum(a0) + tail(wp.add(r * n), x, split) + b[r];
+                let [acc] = row_sums::<T, 1>(wp, x, r, split);
+                y[r] = hsum(acc) + tail(wp.add(r * n), x, split) + b[r];
             }
             r += 1;
+        }
+    }
+
+    /// The 8-wide partial sums of rows `r..r + R` over the columns `..split`: one FMA chain
+    /// per row, `x` loaded once per 8 columns for all `R` rows. Four rows keep enough FMAs in
+    /// flight to hide their latency (a single chain ran at a quarter of the speed); the
+    /// leftover rows go one by one through the same arithmetic, so a product split into row
+    /// ranges anywhere is bit-identical to the whole.
+    /// # Safety
+    /// Rows `r..r + R` of `x.len()` columns must be readable from `wp`; AVX2+FMA+F16C code only.
+    #[inline(always)]
+    unsafe fn row_sums<T: Load8, const R: usize>(wp: *const T, x: &[f32], r: usize, split: usize) -> [__m256; R] {
+        let (n, xp) = (x.len(), x.as_ptr());
+        // SAFETY: the caller's contract; c < split <= n.
+        unsafe {
+            let mut acc = [_mm256_setzero_ps(); R];
+            let mut c = 0;
+            while c < split {
+                let xv = _mm256_loadu_ps(xp.add(c));
+                for (k, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(T::load8(wp.add((r + k) * n + c)), xv, *a);
+                }
+                c += 8;
+            }
+            acc
         }
     }
 
@@ -327,7 +333,6 @@ mod avx2 {
         // Clamped as in `matvec`: every pointer below stays inside `q` and `scales`.
         let rows = y.len().min(b.len()).min(q.len() / n);
         let split = n - n % 8;
-        let (qp, xp) = (q.as_ptr(), x.as_ptr());
         // The scalar tail `split..n` lies in the last group.
         let tail = |r: usize| -> f32 {
             let s: f32 = (split..n).map(|c| f32::from(q[r * n + c]) * x[c]).sum();
@@ -337,47 +342,50 @@ mod avx2 {
         while r + 4 <= rows {
             // SAFETY: rows r..r+4 < rows, columns < n, groups < ⌈n/32⌉: inside `q`, `scales`.
             unsafe {
-                let mut acc = [_mm256_setzero_ps(); 4];
-                for g in 0..groups {
-                    let (start, end) = (g * INT8_GROUP, ((g + 1) * INT8_GROUP).min(split));
-                    let mut part = [_mm256_setzero_ps(); 4];
-                    let mut c = start;
-                    while c < end {
-                        let xv = _mm256_loadu_ps(xp.add(c));
-                        for (k, p) in part.iter_mut().enumerate() {
-                            *p = _mm256_fmadd_ps(i8::load8(qp.add((r + k) * n + c)), xv, *p);
-                        }
-                        c += 8;
-                    }
-                    for (k, (a, p)) in acc.iter_mut().zip(part).enumerate() {
-                        *a = _mm256_fmadd_ps(p, _mm256_set1_ps(*scales.get_unchecked((r + k) * groups + g)), *a);
-                    }
-                }
-                for (k, a) in acc.into_iter().enumerate() {
+                for (k, a) in i8_row_sums::<4>(q, scales, x, r, split).into_iter().enumerate() {
                     y[r + k] = hsum(a) + tail(r + k) + b[r + k];
                 }
             }
             r += 4;
         }
-        // Single rows with the same arithmetic as above, so a product split into row ranges
-        // anywhere is bit-identical to the whole.
         while r < rows {
             // SAFETY: as above, one row.
             unsafe {
-                let mut acc = _mm256_setzero_ps();
-                for g in 0..groups {
-                    let (start, end) = (g * INT8_GROUP, ((g + 1) * INT8_GROUP).min(split));
-                    let mut part = _mm256_setzero_ps();
-                    let mut c = start;
-                    while c < end {
-                        part = _mm256_fmadd_ps(i8::load8(qp.add(r * n + c)), _mm256_loadu_ps(xp.add(c)), part);
-                        c += 8;
-                    }
-                    acc = _mm256_fmadd_ps(part, _mm256_set1_ps(*scales.get_unchecked(r * groups + g)), acc);
-                }
-                y[r] = hsum(acc) + tail(r) + b[r];
+                let [a] = i8_row_sums::<1>(q, scales, x, r, split);
+                y[r] = hsum(a) + tail(r) + b[r];
             }
             r += 1;
+        }
+    }
+
+    /// [`row_sums`] for int8 rows: per [`INT8_GROUP`] columns a partial sum, scaled into the
+    /// row's accumulator; the same arithmetic for any `R`.
+    /// # Safety
+    /// Rows `r..r + R` must be inside `q` (`x.len()` columns) and `scales`
+    /// (`⌈x.len() / 32⌉` per row); AVX2+FMA+F16C code only.
+    #[inline(always)]
+    unsafe fn i8_row_sums<const R: usize>(q: &[i8], scales: &[f32], x: &[f32], r: usize, split: usize) -> [__m256; R] {
+        let (n, qp, xp) = (x.len(), q.as_ptr(), x.as_ptr());
+        let groups = n.div_ceil(INT8_GROUP);
+        // SAFETY: the caller's contract; c < split <= n, g < groups.
+        unsafe {
+            let mut acc = [_mm256_setzero_ps(); R];
+            for g in 0..groups {
+                let (start, end) = (g * INT8_GROUP, ((g + 1) * INT8_GROUP).min(split));
+                let mut part = [_mm256_setzero_ps(); R];
+                let mut c = start;
+                while c < end {
+                    let xv = _mm256_loadu_ps(xp.add(c));
+                    for (k, p) in part.iter_mut().enumerate() {
+                        *p = _mm256_fmadd_ps(i8::load8(qp.add((r + k) * n + c)), xv, *p);
+                    }
+                    c += 8;
+                }
+                for (k, (a, p)) in acc.iter_mut().zip(part).enumerate() {
+                    *a = _mm256_fmadd_ps(p, _mm256_set1_ps(*scales.get_unchecked((r + k) * groups + g)), *a);
+                }
+            }
+            acc
         }
     }
 
@@ -505,9 +513,7 @@ mod tests {
     #[test]
     fn kernels_agree_with_naive_matvec() {
         let (rows, cols) = (37, 1029);
-        let w: Vec<f32> = (0..rows * cols).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
-        let x: Vec<f32> = (0..cols).map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5).collect();
-        let b: Vec<f32> = (0..rows).map(|i| i as f32 * 0.01).collect();
+        let (w, x, b) = crate::rt::matrix::tests::product_case(rows, cols);
         let naive: Vec<f32> = (0..rows)
             .map(|r| (0..cols).map(|c| w[r * cols + c] as f64 * x[c] as f64).sum::<f64>() as f32 + b[r])
             .collect();

@@ -98,8 +98,8 @@ pub struct Matrix {
 
 impl Matrix {
     /// Converts row-major f32 weights `w [rows, cols]` to `precision` (`Mixed`, a network
-    /// policy, means int8 here; see [`Precision::for_matrix`]). Any thread but the audio thread (allocates). Panics if
-    /// `w.len() != rows · cols` (the weights were validated).
+    /// policy, means int8 here; see [`Precision::for_matrix`]). Any thread but the audio
+    /// thread (allocates). Panics if `w.len() != rows · cols` (the weights were validated).
     pub fn new(w: &[f32], rows: usize, cols: usize, precision: Precision) -> Self {
         assert_eq!(w.len(), rows * cols, "matrix [{rows}, {cols}] from {} weights", w.len());
         let data = match precision {
@@ -215,8 +215,16 @@ fn bytes_of<T: Copy>(s: &[T]) -> &[u8] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Deterministic `W [rows, cols]`, `x [cols]` and `b [rows]` for kernel tests.
+    pub(crate) fn product_case(rows: usize, cols: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let w = (0..rows * cols).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+        let x = (0..cols).map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5).collect();
+        let b = (0..rows).map(|i| i as f32 * 0.01).collect();
+        (w, x, b)
+    }
 
     fn naive(w: &[f32], x: &[f32], b: &[f32]) -> Vec<f64> {
         w.chunks_exact(x.len())
@@ -229,9 +237,7 @@ mod tests {
     fn every_precision_and_kernel_set_matches_the_f32_product_within_its_rounding() {
         // Odd sizes exercise the 8-wide remainders and the single-row tail.
         for (rows, cols) in [(37, 1029), (7, 5), (384, 128)] {
-            let w: Vec<f32> = (0..rows * cols).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
-            let x: Vec<f32> = (0..cols).map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5).collect();
-            let b: Vec<f32> = (0..rows).map(|i| i as f32 * 0.01).collect();
+            let (w, x, b) = product_case(rows, cols);
             let want = naive(&w, &x, &b);
             // Worst case per row: Σ|x| times the largest weight rounding error.
             let sum_abs_x: f64 = x.iter().map(|v| v.abs() as f64).sum();
@@ -259,9 +265,7 @@ mod tests {
     #[test]
     fn a_product_done_in_row_ranges_is_bit_identical_to_the_whole() {
         let (rows, cols) = (37, 75);
-        let w: Vec<f32> = (0..rows * cols).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
-        let x: Vec<f32> = (0..cols).map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5).collect();
-        let b: Vec<f32> = (0..rows).map(|i| i as f32 * 0.01).collect();
+        let (w, x, b) = product_case(rows, cols);
         for p in Precision::ALL {
             let m = Matrix::new(&w, rows, cols, p);
             for k in math::Kernels::available() {

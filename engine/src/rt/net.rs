@@ -1,7 +1,7 @@
 //! The mask network, hand-ported for the audio thread: same weights and arithmetic as
 //! [`crate::model::MaskNet`], stepped one frame at a time with preallocated state. Its weight
-//! matrices are stored in the [`Precision`] chosen at load (mixed int8/f16 by default; f32 is exactly
-//! the candle model's arithmetic), accumulating in f32 (`crate::rt::matrix`).
+//! matrices are stored in the [`Precision`] chosen at load (mixed int8/f16 by default; f32
+//! is exactly the candle model's arithmetic), accumulating in f32 (`crate::rt::matrix`).
 //!
 //! Per frame, with `F = channels * n_bins` and `H = hidden`:
 //! ```text
@@ -330,8 +330,9 @@ impl RtMaskNet {
         self.row = 0;
     }
 
-    /// Does about `macs` multiply-accumulates of the step in progress (whole rows, at least
-    /// one while any are left; [`RtMaskNet::step_macs`] is the whole step). Returns whether
+    /// Does about `macs` multiply-accumulates of the step in progress (whole rows: at least
+    /// one for any `macs > 0` while rows are left, none for 0; [`RtMaskNet::step_macs`] is
+    /// the whole step). Returns whether
     /// the step is complete (also when none was begun). Pieces of any size give the same
     /// logits, to the bit, as one [`RtMaskNet::step`]. Audio thread; no allocation.
     pub fn advance(&mut self, macs: usize) -> bool {

@@ -149,8 +149,8 @@ impl Separator {
     /// network's weights (`RtMaskNet::warm`, block length / hop of them), so the block that
     /// computes the next frame finds them in cache even after the host evicted them. With a
     /// spread step, each block instead prefetches the share the next block computes, which
-    /// fits in L2 where a whole step may not. Off by default; `cargo bench -p isola-engine --bench paced` measures both. Takes effect at
-    /// once. Any thread that owns the separator.
+    /// fits in L2 where a whole step may not. Off by default; `cargo bench -p isola-engine
+    /// --bench paced` measures both. Takes effect at once. Any thread that owns the separator.
     pub fn set_cache_warming(&mut self, on: bool) {
         self.cache_warming = on;
     }
