@@ -10,10 +10,12 @@
 //! - [`render`]: the offline render loop over whole signals (`isola separate`/`eval`, tests).
 //! - [`worker`]: the inference worker thread (heavier model, candle); its audio-side link
 //!   (queues, deadline) is [`rt::link`].
+//! - [`atomic_file`]: atomic file and folder output, the one way Isola writes files.
 //! - [`synth`]: synthetic music (tests, benches, `isola data synth`).
 //! - [`rt`]: audio-thread code: streaming STFT, allocation-free network port, [`rt::Separator`].
 //!   Nothing under `rt/` uses candle.
 
+pub mod atomic_file;
 pub mod config;
 pub mod embedded;
 pub mod error;

@@ -7,18 +7,15 @@
 //! validate the whole container and expose [`TensorFile::metadata`], then
 //! [`TensorFile::tensors`] decodes every tensor as little-endian f32.
 //!
-//! Writing ([`write_atomic`]) goes through a temp file in the destination's folder that is
-//! written, flushed, fsynced and renamed over the destination, so a crash or kill at any
-//! moment leaves either the previous file or the new one, never a torn one.
+//! Writing ([`write_atomic`]) goes through [`crate::atomic_file`]: a crash, kill or full disk
+//! at any moment leaves either the previous file or the new one, never a torn one.
 //!
 //! Every error names the file (or "safetensors data" for bytes not read from a file) and
 //! the problem.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use safetensors::{Dtype, SafeTensors};
 
@@ -209,32 +206,16 @@ pub fn write_atomic<'t, N: AsRef<str>>(
     write_bytes_atomic(path, &bytes)
 }
 
-/// Temp files of this process get distinct names even when threads write the same path.
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Replaces `path` with `bytes` atomically: a temp file in the same folder
-/// (`<name>.tmp<pid>-<n>`) is created, written, flushed, fsynced and renamed over `path`.
-/// On any error the temp file is removed and `path` is left as it was.
+/// Replaces `path` with `bytes` atomically ([`crate::atomic_file::write_bytes`]): a
+/// crash, kill or full disk leaves the previous file or the new one, never a torn one.
 ///
 /// Errors: [`TensorFileError::Write`] naming `path` and the failed stage.
 pub fn write_bytes_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<(), TensorFileError> {
-    let path = path.as_ref();
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = path.with_file_name(format!("{file_name}.tmp{}-{n}", std::process::id()));
-    let fail = |stage: &'static str| move |source| TensorFileError::Write { path: path.to_path_buf(), stage, source };
-    let mut file = std::fs::File::create(&tmp).map_err(fail("cannot create the temp file"))?;
-    let written = (|| {
-        file.write_all(bytes).map_err(fail("write failed"))?;
-        file.flush().map_err(fail("flush failed"))?;
-        file.sync_all().map_err(fail("fsync failed"))?;
-        drop(file);
-        std::fs::rename(&tmp, path).map_err(fail("cannot rename the temp file into place"))
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    crate::atomic_file::write_bytes(path.as_ref(), bytes).map_err(|e| TensorFileError::Write {
+        path: e.path,
+        stage: e.stage,
+        source: e.source,
+    })
 }
 
 #[cfg(test)]
@@ -251,10 +232,7 @@ mod tests {
     }
 
     fn temp_dir(tag: &str) -> PathBuf {
-        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("isola-tensor-file-{tag}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+        tempfile::Builder::new().prefix(&format!("isola-tensor-file-{tag}-")).tempdir().unwrap().keep()
     }
 
     #[test]
@@ -323,19 +301,6 @@ mod tests {
         assert!(matches!(e, TensorFileError::Write { .. }), "{e:?}");
         assert!(e.to_string().contains("w.safetensors"), "{e}");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "only garbage.safetensors, no temp files");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_failed_rename_removes_the_temp_file() {
-        let dir = temp_dir("rename");
-        // Renaming a file over a non-empty folder fails after the temp file was written.
-        let target = dir.join("occupied");
-        std::fs::create_dir_all(target.join("inside")).unwrap();
-        let e = write_bytes_atomic(&target, b"data").unwrap_err();
-        assert!(matches!(e, TensorFileError::Write { stage, .. } if stage.contains("rename")), "{e:?}");
-        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(left, ["occupied"], "temp file removed");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

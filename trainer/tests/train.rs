@@ -95,12 +95,12 @@ fn killed_run_resumes_to_the_uninterrupted_result() {
     write_config(&config(&data, &out, epochs), &cfg_path);
     let bin = env!("CARGO_BIN_EXE_isola");
     let mut child = Command::new(bin).args(["train", "-q", "--config", cfg_path.to_str().unwrap()]).spawn().unwrap();
-    // Kill it once a mid-run checkpoint exists.
+    // Kill it once a checkpoint in the middle of the second epoch exists.
     let ck = out.join("checkpoint.safetensors");
     let start = Instant::now();
     let seen = loop {
         if let Ok(c) = checkpoint::load(&ck, &Device::Cpu)
-            && c.state.step >= 20
+            && c.state.step >= 25
         {
             break Some(c.state.step);
         }
@@ -116,8 +116,18 @@ fn killed_run_resumes_to_the_uninterrupted_result() {
     assert!(killed_at < 60, "the run was killed before finishing (checkpoint at step {killed_at})");
     assert_eq!(killed_at % 5, 0, "checkpoints land every 5 steps: at most 5 steps are lost");
 
-    let status = Command::new(bin).args(["train", "-q", "--resume", "--out", out.to_str().unwrap()]).status().unwrap();
-    assert!(status.success());
+    // What a kill in the middle of a checkpoint write leaves (atomic_file's temp name).
+    let stale = out.join(".checkpoint.safetensors.Xy12Zw.isola-tmp");
+    std::fs::write(&stale, b"half a checkpoint").unwrap();
+
+    let o = Command::new(bin).args(["train", "--resume", "--out", out.to_str().unwrap()]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout.contains(&format!("resuming from step {killed_at} of 60 (removed 1 stale temporary files)")),
+        "{stdout}"
+    );
+    assert!(!stale.exists());
     let (a, b) = (
         checkpoint::load(&reference.join("checkpoint.safetensors"), &Device::Cpu).unwrap(),
         checkpoint::load(&ck, &Device::Cpu).unwrap(),
@@ -129,6 +139,13 @@ fn killed_run_resumes_to_the_uninterrupted_result() {
     }
     let rows = log::read(&out.join("log.csv")).unwrap();
     assert_eq!(rows.iter().map(|r| r.epoch).collect::<Vec<_>>(), vec![1, 2, 3], "one log row per epoch, none twice");
+    // The epoch the kill cut in two logs the same figures (all but the speed).
+    let speedless = |r: &log::LogRow| log::LogRow { audio_sec_per_sec: 0.0, ..*r };
+    let reference_rows = log::read(&reference.join("log.csv")).unwrap();
+    assert_eq!(
+        rows.iter().map(speedless).collect::<Vec<_>>(),
+        reference_rows.iter().map(speedless).collect::<Vec<_>>()
+    );
 }
 
 #[test]

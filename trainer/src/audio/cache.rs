@@ -123,7 +123,7 @@ fn write_entry(entry: &Path, streams: &[Decoded]) -> std::io::Result<()> {
             w.extend_from_slice(&x.to_le_bytes());
         }
     }
-    isola_engine::tensor_file::write_bytes_atomic(entry, &w).map_err(std::io::Error::other)
+    Ok(isola_engine::atomic_file::write_bytes(entry, &w)?)
 }
 
 /// `None` for a missing or unreadable entry (it is then rebuilt).

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use crate::audio::cache::AudioLoader;
-use crate::audio::wav::write_wav;
+use crate::audio::wav::write_track;
 use crate::data::remix::RemixOptions;
 use crate::data::{DataSpec, discover_all};
 
@@ -92,17 +92,16 @@ pub struct CheckArgs {
 }
 
 pub(super) fn synth(args: &SynthArgs) -> anyhow::Result<()> {
-    let mut k = 0;
+    let (mut k, mut replaced) = (0, 0);
     for (split, n) in [("train", args.train), ("test", args.test)] {
         for _ in 0..n {
             let t = crate::synth::track(args.rate, args.seconds, args.seed.wrapping_mul(1000).wrapping_add(k));
             let dir = args.out.join(split).join(format!("synth-{k:03}"));
-            write_wav(&dir.join("vocals.wav"), &t.vocals)?;
-            write_wav(&dir.join("accompaniment.wav"), &t.accompaniment)?;
+            replaced += usize::from(write_track(&dir, &t.vocals, &t.accompaniment, true)?);
             k += 1;
         }
     }
-    println!("wrote {k} tracks to {}", args.out.display());
+    println!("wrote {k} tracks to {}{}", args.out.display(), replaced_note(replaced));
     Ok(())
 }
 
@@ -132,15 +131,22 @@ pub(super) fn remix(args: &RemixArgs) -> anyhow::Result<()> {
     for p in &skipped {
         println!("skipped: {p}");
     }
-    crate::data::remix::write_remixes(&args.out, &remixes)?;
+    let replaced = crate::data::remix::write_remixes(&args.out, &remixes)?;
     println!(
-        "wrote {} remixes of {} vocal and {} instrumental files to {}",
+        "wrote {} remixes of {} vocal and {} instrumental files to {}{}",
         remixes.len(),
         vocals.len(),
         instrumentals.len(),
-        args.out.join("valid").display()
+        args.out.join("valid").display(),
+        replaced_note(replaced)
     );
     Ok(())
+}
+
+/// Generated data replaces earlier output of the same name (it is made again from the
+/// same seed and sources), and says so.
+fn replaced_note(replaced: usize) -> String {
+    if replaced == 0 { String::new() } else { format!(" ({replaced} existing track folders replaced)") }
 }
 
 pub(super) fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {

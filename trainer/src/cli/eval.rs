@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use clap::builder::TypedValueParser as _;
+use isola_engine::atomic_file;
 
 use isola_engine::rt::Precision;
 
@@ -100,11 +101,9 @@ pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let json = args.out.join("eval.json");
-    std::fs::write(&json, serde_json::to_string_pretty(&result)?)
-        .with_context(|| format!("cannot write {}", json.display()))?;
+    atomic_file::write_bytes(&json, serde_json::to_string_pretty(&result)?.as_bytes())?;
     let md = report::markdown(&result);
-    std::fs::write(args.out.join("eval.md"), &md)
-        .with_context(|| format!("cannot write {}", args.out.join("eval.md").display()))?;
+    atomic_file::write_bytes(&args.out.join("eval.md"), md.as_bytes())?;
     report::chart(&result, &args.out.join("eval.png"))?;
     print!("{md}");
     println!("\nwrote {}, eval.md and eval.png", json.display());

@@ -68,7 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Data(DataCommand::Check(args)) => data::check(&args),
         Command::Data(DataCommand::Synth(args)) => data::synth(&args).map(|()| ExitCode::SUCCESS),
         Command::Data(DataCommand::Remix(args)) => data::remix(&args).map(|()| ExitCode::SUCCESS),
-        Command::Separate(args) => separate::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Separate(args) => separate::run(&args),
         Command::Eval(args) => eval::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Train(args) => train::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Export(args) => weights::export(&args).map(|()| ExitCode::SUCCESS),

@@ -120,7 +120,7 @@ fn write_file(path: &Path, loaded: &Loaded) -> Result<(), String> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    isola_engine::tensor_file::write_bytes_atomic(path, &bytes).map_err(|e| e.to_string())
+    isola_engine::atomic_file::write_bytes(path, &bytes).map_err(|e| e.to_string())
 }
 
 /// Opens the prepared file of `entry` and checks its header; `Err` (then it is rebuilt) for

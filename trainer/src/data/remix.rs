@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::audio::cache::AudioLoader;
-use crate::audio::wav::write_wav;
+use crate::audio::wav::write_track;
 use crate::audio::{Audio, AudioError};
 
 /// How the remixes are made.
@@ -172,15 +172,15 @@ fn active_rms(a: &Audio, rate: u32) -> f64 {
 }
 
 /// Writes each remix as `out/valid/<name>/{vocals,accompaniment}.wav` (32-bit float): the
-/// `valid` split folder keeps them out of training wherever they are passed.
-pub fn write_remixes(out: &Path, remixes: &[Remix]) -> Result<(), AudioError> {
+/// `valid` split folder keeps them out of training wherever they are passed. Each track
+/// folder is written as a set ([`write_track`]), replacing one of the same name; returns
+/// how many were replaced.
+pub fn write_remixes(out: &Path, remixes: &[Remix]) -> Result<usize, AudioError> {
+    let mut replaced = 0;
     for r in remixes {
-        let dir = out.join("valid").join(&r.name);
-        std::fs::create_dir_all(&dir).map_err(|e| AudioError::new(&dir, format!("cannot create: {e}")))?;
-        write_wav(&dir.join("vocals.wav"), &r.vocals)?;
-        write_wav(&dir.join("accompaniment.wav"), &r.accompaniment)?;
+        replaced += usize::from(write_track(&out.join("valid").join(&r.name), &r.vocals, &r.accompaniment, true)?);
     }
-    Ok(())
+    Ok(replaced)
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::Context;
 use plotters::prelude::*;
 
 use super::EvalReport;
@@ -113,9 +112,14 @@ pub fn markdown(r: &EvalReport) -> String {
     s
 }
 
-/// Grouped bars: vocals and accompaniment SDR (median over tracks) per method.
+/// Grouped bars: vocals and accompaniment SDR (median over tracks) per method, written to
+/// `path` atomically.
 pub fn chart(r: &EvalReport, path: &Path) -> anyhow::Result<()> {
     ensure_font()?;
+    Ok(isola_engine::atomic_file::write_through_path(path, |tmp| draw_chart(r, tmp).map_err(|e| format!("{e:#}")))?)
+}
+
+fn draw_chart(r: &EvalReport, path: &Path) -> anyhow::Result<()> {
     let values: Vec<(f64, f64)> = r.summary.iter().map(|m| (m.vocals_sdr, m.accompaniment_sdr)).collect();
     let finite = values.iter().flat_map(|&(a, b)| [a, b]).filter(|x| x.is_finite());
     let (lo, hi) = finite.fold((0.0f64, 0.0f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
@@ -165,6 +169,6 @@ pub fn chart(r: &EvalReport, path: &Path) -> anyhow::Result<()> {
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()?;
-    root.present().with_context(|| format!("cannot write {}", path.display()))?;
+    root.present()?;
     Ok(())
 }

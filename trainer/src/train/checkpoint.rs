@@ -39,6 +39,20 @@ pub struct TrainState {
     /// run from random weights. Export records it in the weights' provenance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fine_tuned_from: Option<String>,
+    /// The running sums of the epoch in progress (reset at each epoch end), so a run resumed
+    /// mid-epoch logs the same epoch figures as one that was never interrupted.
+    #[serde(default)]
+    pub epoch_sums: EpochSums,
+}
+
+/// Sums over the steps of the epoch in progress, for the epoch's row in `log.csv`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochSums {
+    pub loss: f64,
+    pub grad_norm: f64,
+    pub steps: u64,
+    /// Seconds spent in training steps (a speed measurement: differs between runs).
+    pub busy_s: f64,
 }
 
 #[derive(Debug)]

@@ -75,7 +75,7 @@ pub fn write(path: &Path, rows: &[LogRow]) -> anyhow::Result<()> {
         text.push_str(&r.to_csv());
         text.push('\n');
     }
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    Ok(isola_engine::atomic_file::write_bytes(path, text.as_bytes())?)
 }
 
 /// Draws `loss.png` and `sdr.png` into `dir`.
@@ -111,7 +111,14 @@ pub fn plots(rows: &[LogRow], dir: &Path) -> anyhow::Result<()> {
 /// A named polyline in one colour.
 type Series<'a> = (&'a str, Vec<(f64, f64)>, RGBColor);
 
+/// Draws one chart to `path`, atomically.
 fn curve(path: &Path, title: &str, y_desc: &str, x_max: f64, series: &[Series<'_>]) -> anyhow::Result<()> {
+    Ok(isola_engine::atomic_file::write_through_path(path, |tmp| {
+        draw_curve(tmp, title, y_desc, x_max, series).map_err(|e| format!("{e:#}"))
+    })?)
+}
+
+fn draw_curve(path: &Path, title: &str, y_desc: &str, x_max: f64, series: &[Series<'_>]) -> anyhow::Result<()> {
     let ys = series.iter().flat_map(|s| s.1.iter().map(|p| p.1)).filter(|y| y.is_finite());
     let (lo, hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), y| (lo.min(y), hi.max(y)));
     let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
@@ -135,7 +142,7 @@ fn curve(path: &Path, title: &str, y_desc: &str, x_max: f64, series: &[Series<'_
         chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
     }
     chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
-    root.present().with_context(|| format!("cannot write {}", path.display()))?;
+    root.present()?;
     Ok(())
 }
 

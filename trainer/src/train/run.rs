@@ -26,6 +26,13 @@ pub fn run(cfg: TrainConfig, start: impl Into<Start>, skip_bad: bool, quiet: boo
     let (cfg, ck, init) = match start.into() {
         Start::Resume => {
             let ck = checkpoint::load(&ck_path, &Device::Cpu).with_context(|| "--resume needs the run's checkpoint")?;
+            // What a killed earlier process of this run left half-written (the run folder is
+            // the run's own).
+            let stale = isola_engine::atomic_file::remove_stale(&cfg.out, None)?;
+            if !quiet {
+                let note = if stale > 0 { format!(" (removed {stale} stale temporary files)") } else { String::new() };
+                println!("resuming from step {} of {}{note}", ck.state.step, ck.config.total_steps());
+            }
             // The run's own config wins; only where it lives may differ.
             let out = cfg.out.clone();
             let c = TrainConfig { out, ..ck.config.clone() };
@@ -79,7 +86,7 @@ pub fn run(cfg: TrainConfig, start: impl Into<Start>, skip_bad: bool, quiet: boo
                 tr.mixture_sdr()
             );
         } else if let Some(from) = tr.state.fine_tuned_from.as_deref() {
-            println!("resuming at step {}, fine-tuning from {from}", tr.state.step);
+            println!("fine-tuning from {from}");
         }
     }
     let cfg = tr.cfg.clone();
@@ -93,32 +100,34 @@ pub fn run(cfg: TrainConfig, start: impl Into<Start>, skip_bad: bool, quiet: boo
     );
     bar.set_position(tr.state.step);
     let audio_per_step = cfg.batch_size as f64 * cfg.chunk_seconds;
-    let (mut loss_sum, mut norm_sum, mut n, mut busy) = (0.0, 0.0, 0u64, 0.0f64);
     while tr.state.step < total {
         bar.set_prefix(format!("{}", tr.state.step / spe + 1));
         let t0 = Instant::now();
         let (loss, norm) = tr.step()?;
-        busy += t0.elapsed().as_secs_f64();
         anyhow::ensure!(loss.is_finite(), "loss became {loss} at step {}", tr.state.step);
-        (loss_sum, norm_sum, n) = (loss_sum + loss, norm_sum + norm, n + 1);
+        let sums = &mut tr.state.epoch_sums;
+        sums.busy_s += t0.elapsed().as_secs_f64();
+        (sums.loss, sums.grad_norm, sums.steps) = (sums.loss + loss, sums.grad_norm + norm, sums.steps + 1);
+        let (n, busy) = (sums.steps as f64, sums.busy_s);
         bar.inc(1);
-        bar.set_message(format!("loss {:.3e}, {:.1} s audio/s", loss_sum / n as f64, audio_per_step * n as f64 / busy));
+        bar.set_message(format!("loss {:.3e}, {:.1} s audio/s", sums.loss / n, audio_per_step * n / busy));
         let epoch_end = tr.state.step % spe == 0;
         if epoch_end {
+            let sums = tr.state.epoch_sums;
             tr.state.epoch = tr.state.step / spe;
             let (val_loss, val_sdr) = (tr.val_loss()?, tr.val_sdr()?);
             rows.push(LogRow {
                 step: tr.state.step,
                 epoch: tr.state.epoch,
                 lr: cfg.lr_at(tr.state.step as usize - 1),
-                train_loss: loss_sum / n as f64,
+                train_loss: sums.loss / n,
                 val_loss,
                 val_sdr,
                 mixture_sdr: tr.mixture_sdr(),
-                grad_norm: norm_sum / n as f64,
-                audio_sec_per_sec: audio_per_step * n as f64 / busy,
+                grad_norm: sums.grad_norm / n,
+                audio_sec_per_sec: audio_per_step * n / busy,
             });
-            (loss_sum, norm_sum, n, busy) = (0.0, 0.0, 0, 0.0);
+            tr.state.epoch_sums = Default::default();
             log::write(&log_path, &rows)?;
             if let Err(e) = log::plots(&rows, &cfg.out) {
                 bar.println(format!("warning: no plots: {e:#}"));
