@@ -101,6 +101,20 @@ fn eval_scores_model_and_baselines_and_writes_reports() {
     assert!(ok && log.contains("within 100 dB of float input"), "{log}");
     let png = std::fs::read(out.join("eval.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");
+
+    // --max-seconds scores the sung part: a track whose first 2 s have no vocals.
+    let mut t = synth::track(16_000, 4.0, 50);
+    t.vocals.channels.iter_mut().for_each(|c| c[..32_000].fill(0.0));
+    let intro = d.path().join("intro/test/song");
+    write_wav(&intro.join("vocals.wav"), &t.vocals).unwrap();
+    write_wav(&intro.join("accompaniment.wav"), &t.accompaniment).unwrap();
+    let (ok, log) = isola(&["eval", "--data", s(&d.path().join("intro")), "--max-seconds", "1.5", "--out", s(&out)]);
+    assert!(ok && log.contains("scoring each track's 1.5 s with the most vocal energy"), "{log}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    let mixture = json["summary"].as_array().unwrap().iter().find(|x| x["method"] == "mixture").unwrap();
+    // On the intro the vocals are silent: every window skipped, no score (NaN is null).
+    assert!(mixture["vocals_sdr"].as_f64().is_some_and(f64::is_finite), "{log}");
 }
 
 #[test]
@@ -152,6 +166,12 @@ fn info_prints_the_default_weights_metadata() {
     let meta = isola_engine::Weights::load(path).unwrap().meta;
     let fft = format!("fft {}, hop {}", meta.stft.fft_size, meta.stft.hop);
     assert!(log.contains(&fft) && log.contains(&format!("parameters:      {}", meta.model.param_count())), "{log}");
+    // `default` names the built-in weights: both are shown, without a checkout.
+    let (ok, log) = isola(&["info", "default"]);
+    assert!(ok && log.contains("built-in light weights") && log.contains("built-in worker weights"), "{log}");
+    assert!(log.contains(&fft), "{log}");
+    let worker = isola_engine::embedded::worker().unwrap().meta.model.param_count();
+    assert!(log.contains(&format!("parameters:      {worker}")), "{log}");
     let (ok, log) = isola(&["info", "/nonexistent.safetensors"]);
     assert!(!ok && log.contains("nonexistent"), "{log}");
 }

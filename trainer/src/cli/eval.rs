@@ -10,14 +10,15 @@ use isola_engine::atomic_file;
 use isola_engine::rt::Precision;
 
 use super::{frames_bar, load_weights, load_worker_weights, parse_precision};
-use crate::audio::Chunks;
 use crate::audio::cache::AudioLoader;
+use crate::audio::{Chunks, Clip};
 use crate::data::{DataSpec, LoadOptions, Source, discover_all, load_pool};
 use crate::eval::{evaluate, report};
+use crate::train::loudest_window;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Weights file (.safetensors); the built-in default weights otherwise.
+    /// Weights file (.safetensors); the built-in default weights otherwise (or `default`).
     #[arg(long, value_name = "W")]
     pub weights: Option<PathBuf>,
     /// Also score the plugin's Quality = Worker path with these worker weights (`default` =
@@ -30,7 +31,9 @@ pub struct EvalArgs {
     /// Only tracks of this split (e.g. `test` of a MUSDB18 layout).
     #[arg(long)]
     pub split: Option<String>,
-    /// Score only the first SECONDS of each track (quick checks).
+    /// Score only SECONDS of each track (quick checks): the window with the most vocal
+    /// energy, as training validation does (a song's first seconds are often near-silent
+    /// vocals, where SDR measures only leakage).
     #[arg(long, value_name = "SECONDS")]
     pub max_seconds: Option<f64>,
     /// Output folder for eval.json, eval.md and eval.png.
@@ -89,10 +92,15 @@ pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
     }
     anyhow::ensure!(!tracks.is_empty(), "no tracks to evaluate");
     if let Some(secs) = args.max_seconds {
+        if !args.quiet {
+            println!("--max-seconds {secs}: scoring each track's {secs} s with the most vocal energy");
+        }
         for t in &mut tracks {
-            let n = (secs * f64::from(t.vocals.sample_rate())) as usize;
-            t.vocals = t.vocals.clone().truncated(n);
-            t.accompaniment = t.accompaniment.clone().truncated(n);
+            let vocals = t.vocals.to_audio();
+            let n = ((secs * f64::from(vocals.sample_rate)) as usize).min(vocals.frames());
+            let start = loudest_window(&vocals, n, vocals.sample_rate as usize);
+            t.vocals = Clip::Ram(vocals.slice_padded(start, n));
+            t.accompaniment = Clip::Ram(t.accompaniment.slice_padded(start, n));
         }
     }
     let bar = frames_bar(tracks.iter().map(|t| t.vocals.frames() as u64).sum(), args.quiet);

@@ -79,8 +79,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Loads `--weights`, or the built-in default.
 pub fn load_weights(path: Option<&Path>) -> anyhow::Result<Weights> {
     match path {
-        Some(p) => Weights::load(p).with_context(|| format!("cannot load weights {}", p.display())),
-        None => isola_engine::embedded::light().context("built-in default weights"),
+        Some(p) if !isola_engine::embedded::is_built_in(p) => {
+            Weights::load(p).with_context(|| format!("cannot load weights {}", p.display()))
+        }
+        _ => isola_engine::embedded::light().context("built-in default weights"),
     }
 }
 

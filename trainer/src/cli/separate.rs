@@ -28,7 +28,7 @@ pub struct SeparateArgs {
     /// bytes, and made unique within the run by `-2`, `-3`, ...
     #[arg(long, short, value_name = "DIR")]
     pub out: PathBuf,
-    /// Weights file (.safetensors); the built-in default weights otherwise.
+    /// Weights file (.safetensors); the built-in default weights otherwise (or `default`).
     #[arg(long, value_name = "W")]
     pub weights: Option<PathBuf>,
     /// The plugin's Quality = Worker: also run this heavier worker model (`default` = the

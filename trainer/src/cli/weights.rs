@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::load_weights;
+use super::{load_weights, load_worker_weights};
 use crate::export::ExportOptions;
 
 #[derive(Debug, Args)]
@@ -26,7 +26,7 @@ pub struct ExportArgs {
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// Weights file (.safetensors).
+    /// Weights file (.safetensors), or `default` for the built-in light and worker weights.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
 }
@@ -46,9 +46,20 @@ pub(super) fn export(args: &ExportArgs) -> anyhow::Result<()> {
 }
 
 pub(super) fn info(args: &InfoArgs) -> anyhow::Result<()> {
-    let w = load_weights(Some(&args.file))?;
+    if isola_engine::embedded::is_built_in(&args.file) {
+        print_info("built-in light weights (the plugin's default)", &load_weights(None)?);
+        println!();
+        let worker = load_worker_weights(Some(&args.file))?.expect("built-in worker weights");
+        print_info("built-in worker weights (Quality = Worker)", &worker);
+    } else {
+        print_info(&args.file.display().to_string(), &load_weights(Some(&args.file))?);
+    }
+    Ok(())
+}
+
+fn print_info(file: &str, w: &isola_engine::Weights) {
     let (m, s, p) = (&w.meta.model, &w.meta.stft, &w.meta.provenance);
-    println!("file:            {}", args.file.display());
+    println!("file:            {file}");
     println!("format version:  {}", w.meta.format_version);
     println!("name:            {}", p.name);
     let bands =
@@ -64,5 +75,4 @@ pub(super) fn info(args: &InfoArgs) -> anyhow::Result<()> {
     println!("validation SDR:  {}", p.validation_sdr_db.map_or("-".to_string(), |v| format!("{v:.2} dB")));
     println!("git commit:      {}", p.git_commit.as_deref().unwrap_or("-"));
     println!("notes:           {}", p.notes);
-    Ok(())
 }

@@ -82,8 +82,10 @@ pub fn load_data(cfg: &TrainConfig, skip_bad: bool) -> anyhow::Result<RunData> {
     Ok(RunData { pools, val_tracks, skipped })
 }
 
-/// Start (a multiple of `step`) of the `len`-frame window of `audio` with the most energy.
-fn loudest_window(audio: &Audio, len: usize, step: usize) -> usize {
+/// Start (a multiple of `step`, or the last possible start) of the `len`-frame window of
+/// `audio` with the most energy: training validation and `isola eval --max-seconds` score a
+/// song's sung part, not its intro.
+pub(crate) fn loudest_window(audio: &Audio, len: usize, step: usize) -> usize {
     // prefix[i] = energy of frames 0..i, all channels.
     let mut prefix = vec![0.0; audio.frames() + 1];
     for i in 0..audio.frames() {

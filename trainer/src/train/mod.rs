@@ -55,6 +55,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 
+pub(crate) use self::data::loudest_window;
 pub use self::data::{RunData, load_data};
 pub use self::run::run;
 pub use self::trainer::{StepTimes, Trainer};
