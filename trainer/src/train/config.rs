@@ -276,6 +276,20 @@ mod tests {
         let defaults = TrainConfig { data: c.data.clone(), ..TrainConfig::default() };
         assert_eq!(c, defaults, "train.example.toml drifted from TrainConfig::default()");
         assert_eq!(c.data.len(), 3);
+        // It lists every key: values equal to the defaults would pass with keys left out.
+        fn keys(t: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+            for (k, v) in t {
+                match v.as_table() {
+                    Some(inner) => keys(inner, &format!("{prefix}{k}."), out),
+                    None => out.push(format!("{prefix}{k}")),
+                }
+            }
+        }
+        let (mut listed, mut all) = (Vec::new(), Vec::new());
+        keys(&std::fs::read_to_string(path).unwrap().parse().unwrap(), "", &mut listed);
+        keys(&toml::to_string(&TrainConfig::default()).unwrap().parse().unwrap(), "", &mut all);
+        let missing: Vec<_> = all.iter().filter(|k| !listed.contains(k)).collect();
+        assert!(missing.is_empty(), "train.example.toml does not list {missing:?}");
     }
 
     /// The shipped weights' configs and the exploration configs must keep loading (no
