@@ -239,9 +239,21 @@ impl ModelSlot {
             self.requested_generation = current_generation;
             action = PollAction::StartLoad;
         }
+        // The engine keeps one retired net until taken, and queues no new model before; take
+        // it first, when it can be queued.
+        if self.pending_retire.is_none()
+            && self.retired_tx.slots() > 0
+            && let Some(net) = self.sep.as_mut().and_then(|s| s.take_retired_model())
+        {
+            self.retire(Retired::Net(net));
+        }
         // A swap retires up to three objects: only take a ready model when they all fit, so
-        // `retire` never runs out of room.
-        let room = self.pending_retire.is_none() && self.retired_tx.slots() >= 3;
+        // `retire` never runs out of room, and when the separator can queue it now. A model
+        // that is ready while an earlier swap is still in flight waits in the queue for a
+        // later poll: popped then, it would be refused and lost, and the plugin would keep
+        // running the earlier choice while naming the later one.
+        let can_queue = self.sep.as_ref().is_none_or(|s| s.can_queue_model());
+        let room = self.pending_retire.is_none() && self.retired_tx.slots() >= 3 && can_queue;
         if room && let Ok(mut ready) = self.ready_rx.pop() {
             let fits = match (&self.sep, &ready.net) {
                 (Some(sep), Some(net)) => sep.accepts(net),
@@ -263,6 +275,7 @@ impl ModelSlot {
                         }
                     }
                     Err(net) => {
+                        // Unreachable: `can_queue` and `fits` were checked above.
                         self.retire(Retired::Net(net));
                         self.retire(Retired::Info(info));
                     }
@@ -271,13 +284,6 @@ impl ModelSlot {
             } else {
                 self.retire(Retired::Ready(ready));
             }
-        }
-        // The engine keeps one retired net until taken; take it only when it can be queued.
-        if self.pending_retire.is_none()
-            && self.retired_tx.slots() > 0
-            && let Some(net) = self.sep.as_mut().and_then(|s| s.take_retired_model())
-        {
-            self.retire(Retired::Net(net));
         }
         if let Some(item) = self.pending_retire.take() {
             self.retire(item);
@@ -390,6 +396,38 @@ mod tests {
         assert_eq!(slot.poll(params.weights_path.generation()), PollAction::Restart);
         assert_eq!(slot.info.as_ref().unwrap().path.as_deref(), custom.to_str());
         loader.drop_retired();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_second_choice_ready_while_the_first_swap_is_in_flight_is_not_lost() {
+        let params = Arc::new(IsolaParams::default());
+        let (loader, mut slot) = channel(params.clone());
+        let info = load_weights(None).unwrap();
+        slot.install(build_separator(&info, 48_000.0, 256, 2).unwrap(), info.clone());
+        slot.set_requested_generation(params.weights_path.generation());
+        let dir = temp_dir("two-choices");
+        let (a, b) = (dir.join("a.safetensors"), dir.join("b.safetensors"));
+        for (path, seed) in [(&a, 1), (&b, 2)] {
+            random_weights(info.weights.meta.model, info.weights.meta.stft, seed).save(path).unwrap();
+        }
+        // A is chosen, loaded and queued; before a frame boundary swaps it in, B is chosen
+        // and loaded too (two quick clicks in the weights menu).
+        for path in [&a, &b] {
+            params.weights_path.choose(Some(path.to_string_lossy().into_owned()));
+            assert_eq!(slot.poll(params.weights_path.generation()), PollAction::StartLoad);
+            loader.load_requested();
+            let _ = slot.poll(params.weights_path.generation());
+        }
+        assert_eq!(slot.info.as_ref().unwrap().path.as_deref(), a.to_str(), "A is queued, B waits");
+        // Frame boundaries swap A in, then B; the dropped objects go off the audio thread.
+        for _ in 0..4 {
+            let _ = run(&mut slot, 2);
+            let _ = slot.poll(params.weights_path.generation());
+            loader.drop_retired();
+        }
+        assert_eq!(slot.info.as_ref().unwrap().path.as_deref(), b.to_str(), "the later choice runs");
+        assert!(loader.status().active.contains("b.safetensors"));
         let _ = std::fs::remove_dir_all(dir);
     }
 }

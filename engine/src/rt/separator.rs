@@ -311,12 +311,18 @@ impl Separator {
         self.net.grid()
     }
 
+    /// Whether [`queue_model`](Self::queue_model) would take a fitting net now: no swap is in
+    /// flight and the last retired net has been taken. Audio thread; no allocation.
+    pub fn can_queue_model(&self) -> bool {
+        self.pending.is_none() && self.retired.is_none()
+    }
+
     /// Stages `net` to take over at the next frame boundary (its recurrent state starts
     /// from zero; overlap-add crossfades the change over one frame, so it does not click).
     /// Gives the net back if it does not fit or a swap is already in flight.
     /// Audio thread; no allocation.
     pub fn queue_model(&mut self, net: Box<RtMaskNet>) -> Result<(), Box<RtMaskNet>> {
-        if !self.accepts(&net) || self.pending.is_some() || self.retired.is_some() {
+        if !self.accepts(&net) || !self.can_queue_model() {
             return Err(net);
         }
         self.pending = Some(net);
