@@ -14,8 +14,8 @@ use clack_extensions::audio_ports_config::{AudioPortsConfigBuffer, PluginAudioPo
 use clack_extensions::gui::{GuiApiType, GuiConfiguration, PluginGui};
 use clack_extensions::latency::{HostLatency, HostLatencyImpl, PluginLatency};
 use clack_extensions::params::{
-    HostParams, HostParamsImplMainThread, HostParamsImplShared, ParamClearFlags, ParamInfoBuffer, ParamRescanFlags,
-    PluginParams,
+    HostParams, HostParamsImplMainThread, HostParamsImplShared, ParamClearFlags, ParamInfoBuffer, ParamInfoFlags,
+    ParamRescanFlags, PluginParams,
 };
 use clack_extensions::render::{PluginRender, RenderMode};
 use clack_extensions::state::{HostState, HostStateImpl, PluginState};
@@ -120,6 +120,17 @@ impl HostHandlers for Host {
     }
 }
 
+/// One parameter as the host sees it (CLAP values: `min..=max`, whole numbers when stepped).
+#[derive(Clone, Debug)]
+pub struct ParamSpec {
+    pub name: String,
+    pub id: ClapId,
+    pub min: f64,
+    pub max: f64,
+    pub stepped: bool,
+    pub automatable: bool,
+}
+
 /// Output of a processing run: per port, per channel, all samples.
 #[derive(Default, Clone)]
 pub struct Rendered {
@@ -178,6 +189,26 @@ impl Plugin {
             out.insert(String::from_utf8_lossy(info.name).into_owned(), info.id);
         }
         out
+    }
+
+    /// Every parameter as the host's params extension describes it, in the plugin's order.
+    pub fn param_specs(&mut self) -> Vec<ParamSpec> {
+        let params = self.exts().params.expect("plugin has no params extension");
+        let handle = self.instance.plugin_handle();
+        (0..params.count(&handle))
+            .map(|i| {
+                let mut buf = ParamInfoBuffer::new();
+                let info = params.get_info(&handle, i, &mut buf).expect("param info");
+                ParamSpec {
+                    name: String::from_utf8_lossy(info.name).into_owned(),
+                    id: info.id,
+                    min: info.min_value,
+                    max: info.max_value,
+                    stepped: info.flags.contains(ParamInfoFlags::IS_STEPPED),
+                    automatable: info.flags.contains(ParamInfoFlags::IS_AUTOMATABLE),
+                }
+            })
+            .collect()
     }
 
     pub fn id(&self, name: &str) -> ClapId {

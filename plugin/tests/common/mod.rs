@@ -10,7 +10,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 /// Builds the `isola-plugin` cdylib with the profile of this test binary (debug tests → debug
-/// plugin, with nice-plug's `assert_process_allocs`) and returns the shared library's path.
+/// plugin, with nice-plug's `assert_process_allocs`; `--profile fuzz` tests → the fuzz profile,
+/// optimised with the same checks) and returns the shared library's path.
 /// `cargo test` only builds the rlib, so the test must do this itself; any failure panics, so a
 /// missing library fails the test instead of skipping it.
 pub fn plugin_library() -> &'static Path {
@@ -22,8 +23,15 @@ pub fn plugin_library() -> &'static Path {
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        if !cfg!(debug_assertions) {
-            cmd.arg("--release");
+        match test_profile().as_deref() {
+            Some("dev") => {}
+            Some(profile) => {
+                cmd.args(["--profile", profile]);
+            }
+            None if cfg!(debug_assertions) => {}
+            None => {
+                cmd.arg("--release");
+            }
         }
         let mut child = cmd.spawn().expect("cannot run cargo to build the plugin library");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -50,6 +58,23 @@ pub fn plugin_library() -> &'static Path {
         let lib = lib.expect("cargo did not report an isola_plugin cdylib artifact");
         assert!(lib.is_file(), "plugin library {} is missing", lib.display());
         lib
+    })
+}
+
+/// The cargo profile this test binary was built with, from its path
+/// (`target/[<triple>/]<profile dir>/deps/<test>-<hash>`): `debug` is the dev (and test)
+/// profile, `release` the release (and bench) profile, any other directory a custom profile
+/// of that name. `None` when the path does not look like that.
+fn test_profile() -> Option<String> {
+    let exe = std::env::current_exe().ok()?;
+    let deps = exe.parent()?;
+    if deps.file_name()? != "deps" {
+        return None;
+    }
+    let dir = deps.parent()?.file_name()?.to_str()?;
+    Some(match dir {
+        "debug" => "dev".to_owned(),
+        other => other.to_owned(),
     })
 }
 
