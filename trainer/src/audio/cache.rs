@@ -108,6 +108,10 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
 fn write_entry(entry: &Path, streams: &[Decoded]) -> std::io::Result<()> {
     let dir = entry.parent().expect("cache entries live in a folder");
     fs::create_dir_all(dir)?;
+    // A process killed while writing this entry left its temp file (often hundreds of MB):
+    // the entry is missing, so it is written again now, and the leftover goes.
+    let name = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    isola_engine::atomic_file::remove_stale(dir, Some(&name))?;
     let samples: usize = streams.iter().map(|d| d.audio.n_channels() * d.audio.frames()).sum();
     let mut w = Vec::with_capacity(12 + 28 * streams.len() + 4 * samples);
     w.extend_from_slice(MAGIC);
@@ -214,5 +218,13 @@ mod tests {
         let entry = fs::read_dir(dir.path().join("cache")).unwrap().next().unwrap().unwrap().path();
         fs::write(&entry, b"ISOLAC01garbage").unwrap();
         assert_eq!(loader.load(&wav).unwrap(), first);
+
+        // A kill while the entry was written: no entry, its temp file left (atomic_file's
+        // name). Rebuilding the entry removes the leftover.
+        let name = entry.file_name().unwrap().to_string_lossy().into_owned();
+        let stale = entry.with_file_name(format!(".{name}.Ab12Cd.isola-tmp"));
+        fs::rename(&entry, &stale).unwrap();
+        assert_eq!(loader.load(&wav).unwrap(), first);
+        assert!(entry.is_file() && !stale.exists());
     }
 }
