@@ -28,21 +28,22 @@ const TEMP_MARK: &str = ".isola-tmp";
 /// A failed atomic write: the destination, the step that failed and the OS error. The
 /// destination is untouched and no temporary is left.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write {}: {stage}: {source}", path.display())]
+#[error("cannot write {}: {stage}: {cause}", path.display())]
 pub struct WriteError {
     pub path: PathBuf,
     pub stage: &'static str,
-    pub source: io::Error,
+    /// The OS error, in the message (not chained as a `source`, so it is printed once).
+    pub cause: io::Error,
 }
 
 impl From<WriteError> for io::Error {
     fn from(e: WriteError) -> Self {
-        io::Error::new(e.source.kind(), e.to_string())
+        io::Error::new(e.cause.kind(), e.to_string())
     }
 }
 
 fn fail<'a>(path: &'a Path, stage: &'static str) -> impl FnOnce(io::Error) -> WriteError + 'a {
-    move |source| WriteError { path: path.to_path_buf(), stage, source }
+    move |cause| WriteError { path: path.to_path_buf(), stage, cause }
 }
 
 /// The folder `path` lives in (`.` for a bare file name) and its file name.
@@ -50,7 +51,7 @@ fn split(path: &Path) -> Result<(&Path, String), WriteError> {
     let name = path.file_name().ok_or_else(|| WriteError {
         path: path.to_path_buf(),
         stage: "not a file name",
-        source: io::Error::from(io::ErrorKind::InvalidInput),
+        cause: io::Error::from(io::ErrorKind::InvalidInput),
     })?;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     Ok((dir, name.to_string_lossy().into_owned()))
@@ -279,7 +280,7 @@ mod tests {
         let path = dir.path().join("report.md");
         write_bytes(&path, b"old, complete").unwrap();
         let e = write_with(&path, |w| DiskFull { inner: w, left: 5 }.write_all(&[7u8; 1000])).unwrap_err();
-        assert_eq!(e.source.kind(), io::ErrorKind::StorageFull, "{e}");
+        assert_eq!(e.cause.kind(), io::ErrorKind::StorageFull, "{e}");
         assert!(e.to_string().contains("report.md") && e.to_string().contains("write failed"), "{e}");
         assert_eq!(std::fs::read(&path).unwrap(), b"old, complete");
         assert_eq!(listing(dir.path()), ["report.md"]);
@@ -336,7 +337,7 @@ mod tests {
         assert_eq!(listing(&target), ["accompaniment.wav", "vocals.wav"]);
 
         let e = stage(&target, &[("vocals.wav", b"v2")]).commit(false).unwrap_err();
-        assert_eq!(e.source.kind(), io::ErrorKind::AlreadyExists, "{e}");
+        assert_eq!(e.cause.kind(), io::ErrorKind::AlreadyExists, "{e}");
         assert!(e.to_string().contains("out/song"), "{e}");
         assert_eq!(std::fs::read(target.join("vocals.wav")).unwrap(), b"v1");
 

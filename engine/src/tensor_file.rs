@@ -46,12 +46,12 @@ pub enum FormatError {
 #[derive(Debug, thiserror::Error)]
 pub enum TensorFileError {
     /// The file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {}: {cause}", path.display())]
+    Read { path: PathBuf, cause: std::io::Error },
     /// The file could not be written; `stage` says which step failed (create the temp
     /// file, write, sync, rename into place).
-    #[error("cannot write {}: {stage}: {source}", path.display())]
-    Write { path: PathBuf, stage: &'static str, source: std::io::Error },
+    #[error("cannot write {}: {stage}: {cause}", path.display())]
+    Write { path: PathBuf, stage: &'static str, cause: std::io::Error },
     /// The contents are not a valid file of f32 tensors (`path` is `None` for bytes that
     /// did not come from a file).
     #[error("{}: {problem}", Origin(path.as_deref()))]
@@ -73,7 +73,7 @@ impl TensorFileError {
 impl From<TensorFileError> for std::io::Error {
     fn from(e: TensorFileError) -> Self {
         let kind = match &e {
-            TensorFileError::Read { source, .. } | TensorFileError::Write { source, .. } => source.kind(),
+            TensorFileError::Read { cause, .. } | TensorFileError::Write { cause, .. } => cause.kind(),
             TensorFileError::Format { .. } => std::io::ErrorKind::InvalidData,
         };
         std::io::Error::new(kind, e)
@@ -108,7 +108,7 @@ impl TensorFile<'static> {
     /// safetensors; both name `path`.
     pub fn read(path: impl AsRef<Path>) -> Result<Self, TensorFileError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| TensorFileError::Read { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|cause| TensorFileError::Read { path: path.to_path_buf(), cause })?;
         let metadata = container_metadata(&bytes)
             .map_err(|problem| TensorFileError::Format { path: Some(path.to_path_buf()), problem })?;
         Ok(TensorFile { path: Some(path.to_path_buf()), bytes: bytes.into(), metadata })
@@ -214,7 +214,7 @@ pub fn write_bytes_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<(), Te
     crate::atomic_file::write_bytes(path.as_ref(), bytes).map_err(|e| TensorFileError::Write {
         path: e.path,
         stage: e.stage,
-        source: e.source,
+        cause: e.cause,
     })
 }
 

@@ -26,8 +26,8 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Why a weights file was rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
-    #[error("cannot read weights file {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    #[error("cannot read weights file {path}: {cause}")]
+    Io { path: String, cause: std::io::Error },
     #[error("not a valid safetensors file (truncated or corrupt?): {0}")]
     Container(String),
     #[error("metadata key `{0}` is missing: not an Isola weights file?")]
@@ -57,8 +57,8 @@ pub enum WeightsError {
 impl From<TensorFileError> for WeightsError {
     fn from(e: TensorFileError) -> Self {
         match e {
-            TensorFileError::Read { path, source } | TensorFileError::Write { path, source, .. } => {
-                WeightsError::Io { path: path.display().to_string(), source }
+            TensorFileError::Read { path, cause } | TensorFileError::Write { path, cause, .. } => {
+                WeightsError::Io { path: path.display().to_string(), cause }
             }
             TensorFileError::Format { problem, .. } => match problem {
                 FormatError::Container(message) => WeightsError::Container(message),

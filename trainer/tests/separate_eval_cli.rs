@@ -174,4 +174,6 @@ fn info_prints_the_default_weights_metadata() {
     assert!(log.contains(&format!("parameters:      {worker}")), "{log}");
     let (ok, log) = isola(&["info", "/nonexistent.safetensors"]);
     assert!(!ok && log.contains("nonexistent"), "{log}");
+    // The file and the OS error are each named once.
+    assert_eq!((log.matches("nonexistent").count(), log.matches("os error").count()), (1, 1), "{log}");
 }

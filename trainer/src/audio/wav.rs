@@ -46,7 +46,7 @@ fn write_atomic(path: &Path, audio: &Audio, bits: u16) -> Result<(), AudioError>
             .map_err(|e| AudioError::new(parent, format!("cannot create the folder: {e}")))?;
     }
     atomic_file::write_with(path, |w: &mut BufWriter<_>| encode(w, audio, bits).map_err(std::io::Error::other))
-        .map_err(|e| AudioError::new(path, format!("cannot write WAV: {}: {}", e.stage, e.source)))
+        .map_err(|e| AudioError::new(path, format!("cannot write WAV: {}: {}", e.stage, e.cause)))
 }
 
 /// Writes `audio` as a 32-bit float WAV file, atomically, creating parent folders.
@@ -70,9 +70,9 @@ pub fn write_wav_i16(path: &Path, audio: &Audio) -> Result<(), AudioError> {
 ///
 /// Errors: [`AudioError`] naming `dir` or the stem that failed; `dir` is then as it was.
 pub fn write_track(dir: &Path, vocals: &Audio, accompaniment: &Audio, replace: bool) -> Result<bool, AudioError> {
-    let fail = |e: atomic_file::WriteError| match e.source.kind() {
+    let fail = |e: atomic_file::WriteError| match e.cause.kind() {
         std::io::ErrorKind::AlreadyExists => AudioError::new(dir, "already exists"),
-        _ => AudioError::new(dir, format!("{}: {}", e.stage, e.source)),
+        _ => AudioError::new(dir, format!("{}: {}", e.stage, e.cause)),
     };
     if let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) {
         let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };

@@ -76,12 +76,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A weights error naming the file once: IO errors already name it.
+fn named(e: isola_engine::WeightsError, path: &Path, what: &str) -> anyhow::Error {
+    if matches!(e, isola_engine::WeightsError::Io { .. }) {
+        e.into()
+    } else {
+        anyhow::Error::new(e).context(format!("cannot load {what} {}", path.display()))
+    }
+}
+
 /// Loads `--weights`, or the built-in default.
 pub fn load_weights(path: Option<&Path>) -> anyhow::Result<Weights> {
     match path {
-        Some(p) if !isola_engine::embedded::is_built_in(p) => {
-            Weights::load(p).with_context(|| format!("cannot load weights {}", p.display()))
-        }
+        Some(p) if !isola_engine::embedded::is_built_in(p) => Weights::load(p).map_err(|e| named(e, p, "weights")),
         _ => isola_engine::embedded::light().context("built-in default weights"),
     }
 }
@@ -93,7 +100,7 @@ pub fn load_worker_weights(path: Option<&Path>) -> anyhow::Result<Option<Weights
         Some(p) if isola_engine::embedded::is_built_in(p) => {
             Some(isola_engine::embedded::worker().context("built-in worker weights")?)
         }
-        Some(p) => Some(Weights::load(p).with_context(|| format!("cannot load worker weights {}", p.display()))?),
+        Some(p) => Some(Weights::load(p).map_err(|e| named(e, p, "worker weights"))?),
     })
 }
 

@@ -191,7 +191,9 @@ pub(super) fn run(args: &SeparateArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("\n{} of {} inputs failed:", failed.len(), args.inputs.len());
     for (input, e) in &failed {
-        eprintln!("  {}: {e:#}", input.display());
+        // Most errors already start with the input's name; say it once.
+        let (name, why) = (input.display().to_string(), format!("{e:#}"));
+        if why.starts_with(&name) { eprintln!("  {why}") } else { eprintln!("  {name}: {why}") }
     }
     Ok(ExitCode::FAILURE)
 }

@@ -109,8 +109,8 @@ pub fn load(path: &Path, device: &Device) -> anyhow::Result<Checkpoint> {
     let file = match TensorFile::read(path) {
         Ok(file) => file,
         Err(TensorFileError::Format { problem, .. }) => return Err(bad(&problem.to_string())),
-        Err(TensorFileError::Read { source, .. }) => {
-            return Err(anyhow::anyhow!("cannot read checkpoint {}: {source}", path.display()));
+        Err(TensorFileError::Read { cause, .. }) => {
+            return Err(anyhow::anyhow!("cannot read checkpoint {}: {cause}", path.display()));
         }
         Err(e) => return Err(e.into()),
     };
