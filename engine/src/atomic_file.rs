@@ -230,6 +230,16 @@ pub fn remove_stale(dir: &Path, for_name: Option<&str>) -> io::Result<usize> {
     Ok(removed)
 }
 
+/// Removes the temporaries a killed writer of `path` (a file or a staged folder) left beside
+/// it; the other destinations' temporaries in that folder are kept. Returns how many were
+/// removed.
+///
+/// Errors: as [`remove_stale`], or `path` has no file name.
+pub fn remove_stale_for(path: &Path) -> io::Result<usize> {
+    let (dir, name) = split(path)?;
+    remove_stale(dir, Some(&name))
+}
+
 /// Whether `name` is one of the temporaries this module makes (of `for_name`'s destination
 /// when given).
 fn is_temporary(name: &str, for_name: Option<&str>) -> bool {
@@ -371,7 +381,11 @@ mod tests {
         let b = temp_beside(&dir.path().join("b.md"), "").unwrap();
         let _ = b.keep().unwrap();
         std::fs::write(dir.path().join("c.md"), b"user").unwrap();
+        let d = temp_beside(&dir.path().join("d.md"), "").unwrap();
+        let _ = d.keep().unwrap();
         assert_eq!(remove_stale(dir.path(), Some("a")).unwrap(), 1);
+        assert_eq!(remove_stale_for(&dir.path().join("d.md")).unwrap(), 1, "only d.md's temporary");
+        assert_eq!(remove_stale_for(&dir.path().join("d.md")).unwrap(), 0);
         assert_eq!(remove_stale(dir.path(), None).unwrap(), 1);
         assert_eq!(listing(dir.path()), ["c.md"]);
         assert_eq!(remove_stale(&dir.path().join("missing"), None).unwrap(), 0);

@@ -110,8 +110,7 @@ fn write_entry(entry: &Path, streams: &[Decoded]) -> std::io::Result<()> {
     fs::create_dir_all(dir)?;
     // A process killed while writing this entry left its temp file (often hundreds of MB):
     // the entry is missing, so it is written again now, and the leftover goes.
-    let name = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    isola_engine::atomic_file::remove_stale(dir, Some(&name))?;
+    isola_engine::atomic_file::remove_stale_for(entry)?;
     let samples: usize = streams.iter().map(|d| d.audio.n_channels() * d.audio.frames()).sum();
     let mut w = Vec::with_capacity(12 + 28 * streams.len() + 4 * samples);
     w.extend_from_slice(MAGIC);

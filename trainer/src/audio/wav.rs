@@ -74,11 +74,7 @@ pub fn write_track(dir: &Path, vocals: &Audio, accompaniment: &Audio, replace: b
         std::io::ErrorKind::AlreadyExists => AudioError::new(dir, "already exists"),
         _ => AudioError::new(dir, format!("{}: {}", e.stage, e.cause)),
     };
-    if let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) {
-        let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
-        atomic_file::remove_stale(parent, Some(&name.to_string_lossy()))
-            .map_err(|e| AudioError::new(dir, e.to_string()))?;
-    }
+    atomic_file::remove_stale_for(dir).map_err(|e| AudioError::new(dir, e.to_string()))?;
     let existed = std::fs::symlink_metadata(dir).is_ok();
     let staged = StagedDir::new(dir).map_err(fail)?;
     for (name, audio) in TRACK_STEMS.iter().zip([vocals, accompaniment]) {

@@ -1,7 +1,7 @@
 //! `isola export` and `isola info`: the weights files the plugin loads. The export itself
 //! is [`crate::export`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 
@@ -35,10 +35,7 @@ pub(super) fn export(args: &ExportArgs) -> anyhow::Result<()> {
     let options =
         ExportOptions { name: args.name.clone(), notes: args.notes.clone(), git_commit: crate::export::git_commit() };
     // Temporaries of this destination that a killed earlier export left behind.
-    if let (Some(dir), Some(name)) = (args.out.parent(), args.out.file_name()) {
-        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
-        isola_engine::atomic_file::remove_stale(dir, Some(&name.to_string_lossy()))?;
-    }
+    isola_engine::atomic_file::remove_stale_for(&args.out)?;
     let existed = args.out.exists();
     crate::export::export(&args.checkpoint, &args.out, &options)?;
     println!("wrote {}{}", args.out.display(), if existed { " (replaced the earlier file)" } else { "" });

@@ -120,8 +120,7 @@ fn write_file(path: &Path, loaded: &Loaded) -> Result<(), String> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         // What a process killed while writing this entry left behind (see cache.rs).
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        isola_engine::atomic_file::remove_stale(dir, Some(&name)).map_err(|e| e.to_string())?;
+        isola_engine::atomic_file::remove_stale_for(path).map_err(|e| e.to_string())?;
     }
     isola_engine::atomic_file::write_bytes(path, &bytes).map_err(|e| e.to_string())
 }
