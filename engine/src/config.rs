@@ -71,6 +71,14 @@ pub enum Window {
 }
 
 impl Window {
+    /// The name config files use (`sqrt-hann`, `hann`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Window::SqrtHann => "sqrt-hann",
+            Window::Hann => "hann",
+        }
+    }
+
     /// The analysis (= synthesis) window of length `n`.
     pub fn coefficients(self, n: usize) -> Vec<f32> {
         (0..n)
@@ -197,6 +205,27 @@ pub struct FrameGrid {
     pub stft: StftConfig,
     pub n_bins: usize,
     pub lookahead: usize,
+}
+
+impl FrameGrid {
+    /// Each field where `self` (called `ours`) and `other` (`theirs`) differ, in words with
+    /// both values: `"FFT size 256 (worker) vs 1008 (light)"`. Empty when they are equal.
+    pub fn differences(&self, ours: &str, other: &FrameGrid, theirs: &str) -> Vec<String> {
+        let (a, b) = (self.stft, other.stft);
+        let fields = [
+            ("sample rate", format!("{} Hz", a.sample_rate), format!("{} Hz", b.sample_rate)),
+            ("FFT size", a.fft_size.to_string(), b.fft_size.to_string()),
+            ("hop", a.hop.to_string(), b.hop.to_string()),
+            ("window", a.window.name().to_owned(), b.window.name().to_owned()),
+            ("frequency bins", self.n_bins.to_string(), other.n_bins.to_string()),
+            ("lookahead (frames)", self.lookahead.to_string(), other.lookahead.to_string()),
+        ];
+        fields
+            .into_iter()
+            .filter(|(_, x, y)| x != y)
+            .map(|(what, x, y)| format!("{what} {x} ({ours}) vs {y} ({theirs})"))
+            .collect()
+    }
 }
 
 impl std::fmt::Display for FrameGrid {

@@ -198,7 +198,13 @@ fn worker_with_another_grid_is_refused() {
     )
     .unwrap();
     let mut sep = Separator::new(RtMaskNet::new(&light()).unwrap());
-    assert!(sep.set_worker(Some(link)).is_err());
+    // In words: the fields that differ, both values, nothing else.
+    let err = sep.set_worker(Some(link)).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "worker model does not fit the light model: FFT size 2048 (worker) vs 1024 (light), \
+         hop 512 (worker) vs 256 (light), frequency bins 1025 (worker) vs 513 (light)"
+    );
 }
 
 #[test]

@@ -163,7 +163,7 @@ impl Separator {
         if let Some(l) = &link {
             let light = self.grid();
             if l.grid() != light {
-                return Err(EngineError::WorkerMismatch(format!("worker {} vs light {light}", l.grid())));
+                return Err(EngineError::WorkerMismatch(l.grid().differences("worker", &light, "light").join(", ")));
             }
         }
         self.worker = link;
