@@ -11,6 +11,7 @@ pub mod eval;
 pub mod export;
 pub mod metrics;
 pub mod plot;
+pub mod progress;
 pub mod separate;
 pub mod synth;
 pub mod train;

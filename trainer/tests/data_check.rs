@@ -157,7 +157,7 @@ fn skip_bad_lists_what_it_skips() {
     let loader = AudioLoader::new(Some(RATE), None);
     let err = load_entries(&entries, problems.clone(), &loader, LoadOptions::default()).unwrap_err();
     assert!(err.to_string().contains("bad/vocals.wav"), "{err}");
-    let data = load_entries(&entries, problems, &loader, LoadOptions { skip_bad: true }).unwrap();
+    let data = load_entries(&entries, problems, &loader, LoadOptions { skip_bad: true, ..Default::default() }).unwrap();
     assert_eq!(data.tracks.len(), 1);
     assert_eq!(data.skipped.len(), 1);
     assert!(data.skipped[0].to_string().contains("bad/vocals.wav"));

@@ -307,11 +307,12 @@ fn write_checkpoint(dir: &Path) -> PathBuf {
         steps_per_epoch: 2,
         epochs: 1,
         val_chunks: 2,
+        cache: Some(dir.join(".cache")),
         ..Default::default()
     };
     c.stft.sample_rate = 8000;
     c.stft.fft_size = 256;
     c.stft.hop = 64;
-    isola_trainer::train::run(c, false, false, true).unwrap();
+    isola_trainer::train::run(c, false, isola_trainer::train::RunOptions::quiet()).unwrap().finished();
     dir.join("run/checkpoint.safetensors")
 }

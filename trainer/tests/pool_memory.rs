@@ -48,7 +48,7 @@ fn pool_memory_does_not_grow_with_pool_size() {
     let (entries, problems) = discover(&spec);
     assert_eq!((entries.len(), problems.len()), (n as usize, 0));
     let loader = AudioLoader::new(Some(RATE), Some(d.path().join("cache")));
-    let opts = LoadOptions { skip_bad: false };
+    let opts = LoadOptions::default();
 
     // First run: decodes and prepares every entry in the cache (one entry in RAM at a time).
     drop(load_pool(&entries, Vec::new(), &loader, opts).unwrap());

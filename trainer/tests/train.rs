@@ -16,11 +16,12 @@ use isola_engine::model::MaskNet;
 use isola_engine::{RtMaskNet, Weights};
 use isola_trainer::audio::wav::write_wav;
 use isola_trainer::export::ExportOptions;
+use isola_trainer::progress;
 use isola_trainer::synth;
-use isola_trainer::train::Trainer;
 use isola_trainer::train::checkpoint::{self, InitWeights, Start};
 use isola_trainer::train::config::TrainConfig;
 use isola_trainer::train::log;
+use isola_trainer::train::{RunOptions, Trainer};
 
 const RATE: u32 = 8000;
 
@@ -48,6 +49,8 @@ fn config(data: &Path, out: &Path, epochs: usize) -> TrainConfig {
         checkpoint_every: 5,
         val_chunks: 8,
         seed: 7,
+        // Beside the runs, not in the user's cache folder (the default).
+        cache: Some(out.with_file_name(".cache")),
         ..TrainConfig::default()
     };
     c.stft.sample_rate = RATE;
@@ -65,7 +68,9 @@ fn short_training_lowers_validation_loss_and_beats_the_mixture() {
     let d = tempfile::tempdir().unwrap();
     dataset(&d.path().join("data"));
     let out = d.path().join("runs/a");
-    let state = isola_trainer::train::run(config(&d.path().join("data"), &out, 4), false, false, true).unwrap();
+    let state = isola_trainer::train::run(config(&d.path().join("data"), &out, 4), false, RunOptions::quiet())
+        .unwrap()
+        .finished();
     assert_eq!(state.step, 80);
     assert!(state.finished);
     let rows = log::read(&out.join("log.csv")).unwrap();
@@ -77,7 +82,7 @@ fn short_training_lowers_validation_loss_and_beats_the_mixture() {
         assert!(out.join(f).exists(), "{f}");
     }
     // A second run in the same folder without --resume is refused.
-    assert!(isola_trainer::train::run(config(&d.path().join("data"), &out, 4), false, false, true).is_err());
+    assert!(isola_trainer::train::run(config(&d.path().join("data"), &out, 4), false, RunOptions::quiet()).is_err());
 }
 
 #[test]
@@ -88,7 +93,7 @@ fn killed_run_resumes_to_the_uninterrupted_result() {
     let epochs = 3;
     // Reference: the same run, never interrupted.
     let reference = d.path().join("runs/reference");
-    isola_trainer::train::run(config(&data, &reference, epochs), false, false, true).unwrap();
+    isola_trainer::train::run(config(&data, &reference, epochs), false, RunOptions::quiet()).unwrap().finished();
 
     let out = d.path().join("runs/killed");
     let cfg_path = d.path().join("killed.toml");
@@ -152,13 +157,113 @@ fn killed_run_resumes_to_the_uninterrupted_result() {
     );
 }
 
+/// `isola train` with stdout piped (a log file): waits until a progress line for `step`
+/// shows, then sends `signals` SIGINTs, each once the previous one was acknowledged on
+/// stderr. Returns the exit code, stdout and stderr.
+fn interrupt_training(cfg_path: &Path, step: u64, signals: usize) -> (Option<i32>, String, String) {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_isola"))
+        .args(["train", "--config", cfg_path.to_str().unwrap(), "--progress-every", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the run ended before step {step}: {seen}");
+        seen.push_str(&line);
+        if line.starts_with(&format!("step {step}/")) {
+            // `step 3/40 (7.5 %): epoch 1, loss 1.2e-1, 9.1 s audio/s; 1s elapsed, ETA 14s`
+            assert!(line.contains(" %): epoch 1, loss ") && line.contains(" elapsed, ETA "), "{line}");
+            break;
+        }
+    }
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut err = String::new();
+    for k in 0..signals {
+        let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+        assert!(kill.success(), "signal {k} could not be sent: the run had ended");
+        // The handler's acknowledgement, before the next signal (signals do not queue).
+        let mut line = String::new();
+        while !line.contains("interrupt") {
+            line.clear();
+            assert!(stderr.read_line(&mut line).unwrap() > 0, "no acknowledgement of signal {k}: {err}");
+            err.push_str(&line);
+        }
+    }
+    let status = child.wait().unwrap();
+    stdout.read_to_string(&mut seen).unwrap();
+    stderr.read_to_string(&mut err).unwrap();
+    (status.code(), seen, err)
+}
+
+#[test]
+fn ctrl_c_checkpoints_the_step_prints_the_resume_command_and_a_second_one_exits_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    dataset(&data);
+    let reference = d.path().join("runs/reference");
+    isola_trainer::train::run(config(&data, &reference, 2), false, RunOptions::quiet()).unwrap().finished();
+
+    // Checkpoints only at epoch ends (every 20 steps): the one Ctrl-C writes is its own.
+    let out = d.path().join("runs/stopped");
+    let cfg_path = d.path().join("stopped.toml");
+    write_config(&TrainConfig { checkpoint_every: 1000, ..config(&data, &out, 2) }, &cfg_path);
+    let (code, stdout, stderr) = interrupt_training(&cfg_path, 3, 1);
+    assert_eq!(code, Some(130), "{stdout}{stderr}");
+    assert!(stderr.contains("interrupt: stopping after the current step with a checkpoint"), "{stderr}");
+    let at = checkpoint::load(&out.join("checkpoint.safetensors"), &Device::Cpu).unwrap().state.step;
+    assert!((3..40).contains(&at), "stopped at step {at}");
+    let ck_line =
+        format!("stopped at step {at} of 40: checkpoint written to {}", out.join("checkpoint.safetensors").display());
+    let resume = format!("resume with: isola train --resume --out {}", out.display());
+    assert!(stdout.contains(&ck_line) && stdout.contains(&resume), "{stdout}");
+
+    // Before the first validation there is no best.safetensors: export points to the latest.
+    let o = isola(&["export", out.join("best.safetensors").to_str().unwrap(), "-o", "x.safetensors"]);
+    let text = String::from_utf8_lossy(&o.stderr);
+    let hint = format!(
+        "The latest model is {0}: isola export {0} -o x.safetensors",
+        out.join("checkpoint.safetensors").display()
+    );
+    assert!(!o.status.success() && text.contains("does not exist yet") && text.contains(&hint), "{text}");
+
+    // The printed command resumes to exactly the uninterrupted run.
+    let o = isola(&["train", "--resume", "--out", out.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && text.contains(&format!("resuming from step {at} of 40")), "{text}");
+    let (a, b) = (
+        checkpoint::load(&reference.join("checkpoint.safetensors"), &Device::Cpu).unwrap(),
+        checkpoint::load(&out.join("checkpoint.safetensors"), &Device::Cpu).unwrap(),
+    );
+    for (name, t) in &a.model {
+        let diff = (t - &b.model[name]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(diff, 0.0, "{name} differs from the uninterrupted run by {diff}");
+    }
+
+    // A second Ctrl-C exits at once: no checkpoint for the step in progress. Steps of 16
+    // four-second examples (0.6 s here) take long enough for the second signal to arrive mid-step.
+    let out = d.path().join("runs/abandoned");
+    let cfg_path = d.path().join("abandoned.toml");
+    let slow = TrainConfig { checkpoint_every: 1000, batch_size: 16, chunk_seconds: 4.0, ..config(&data, &out, 1) };
+    write_config(&slow, &cfg_path);
+    let (code, stdout, stderr) = interrupt_training(&cfg_path, 3, 2);
+    assert_eq!(code, Some(130), "{stdout}{stderr}");
+    assert!(stderr.contains("second interrupt: exiting now without a checkpoint"), "{stderr}");
+    assert!(!stdout.contains("stopped at step") && !stdout.contains("resume with"), "{stdout}");
+    assert!(!out.join("checkpoint.safetensors").exists());
+}
+
 #[test]
 fn exported_weights_compute_in_the_engine_what_the_checkpoint_computes() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
     dataset(&data);
     let out = d.path().join("run");
-    isola_trainer::train::run(config(&data, &out, 1), false, false, true).unwrap();
+    isola_trainer::train::run(config(&data, &out, 1), false, RunOptions::quiet()).unwrap().finished();
     let exported = d.path().join("isola.safetensors");
     let o = Command::new(env!("CARGO_BIN_EXE_isola"))
         .args([
@@ -223,14 +328,14 @@ fn validation_tracks_are_never_trained_on() {
     let mut cfg = config(&dir, &dir.join("run"), 1);
     // Validation names two tracks that `data` also contains (the test/ folder is inside it).
     cfg.val_data = vec![dir.join("test/s6").to_str().unwrap().into(), dir.join("test/s7").to_str().unwrap().into()];
-    let data = isola_trainer::train::load_data(&cfg, false).unwrap();
+    let data = isola_trainer::train::load_data(&cfg, Default::default()).unwrap();
     assert_eq!(data.val_tracks.len(), 2);
     // 8 tracks in `data`: the 2 validation tracks are removed, whatever folder they came from.
     assert_eq!(data.pools.tracks.len(), 6, "{:?}", data.pools.tracks.iter().map(|t| &t.name).collect::<Vec<_>>());
     assert!(data.pools.tracks.iter().all(|t| !t.name.contains("s6") && !t.name.contains("s7")));
     // Validating on s6 alone still keeps s7 out of training: it lies in the test/ split.
     cfg.val_data.truncate(1);
-    let data = isola_trainer::train::load_data(&cfg, false).unwrap();
+    let data = isola_trainer::train::load_data(&cfg, Default::default()).unwrap();
     assert_eq!(data.val_tracks.len(), 1);
     assert_eq!(data.pools.tracks.len(), 6);
     assert!(data.pools.tracks.iter().all(|t| !t.name.contains("s7")));
@@ -279,8 +384,16 @@ fn logits(weights: &Weights) -> Vec<f32> {
     net.forward_seq(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
 }
 
+/// Runs the CLI with `cache_home` as the user's cache folder (`XDG_CACHE_HOME`), so the
+/// default decoded-audio cache lands in the test's folder.
+fn isola_with_cache_home(args: &[&str], cache_home: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_isola")).args(args).env("XDG_CACHE_HOME", cache_home).output().unwrap()
+}
+
 fn isola(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_isola")).args(args).output().unwrap()
+    // Commands here that decode pass --cache or a config with `cache`; a stray default
+    // cache still stays out of the user's folder.
+    isola_with_cache_home(args, &std::env::temp_dir().join("isola-test-cache-home"))
 }
 
 #[test]
@@ -290,7 +403,7 @@ fn fine_tuning_from_exported_weights_starts_exactly_at_them_and_trains() {
     dataset(&data);
     // A base model: one epoch, exported as the plugin would get it.
     let base = d.path().join("runs/base");
-    isola_trainer::train::run(config(&data, &base, 1), false, false, true).unwrap();
+    isola_trainer::train::run(config(&data, &base, 1), false, RunOptions::quiet()).unwrap().finished();
     let base_rows = log::read(&base.join("log.csv")).unwrap();
     let exported = d.path().join("base.safetensors");
     let options = ExportOptions { name: "base".into(), ..Default::default() };
@@ -303,7 +416,9 @@ fn fine_tuning_from_exported_weights_starts_exactly_at_them_and_trains() {
 
     // Step 0 is the init model: every tensor, normalisation included, bit for bit, so the
     // same masks.
-    let mut tr = Trainer::fine_tune(cfg.clone(), isola_trainer::train::load_data(&cfg, false).unwrap(), &init).unwrap();
+    let mut tr =
+        Trainer::fine_tune(cfg.clone(), isola_trainer::train::load_data(&cfg, Default::default()).unwrap(), &init)
+            .unwrap();
     assert_eq!(tr.state.step, 0);
     let step0 = tr.weights(Default::default()).unwrap();
     assert_same_tensors(&step0, &init.weights, "step 0 vs the init");
@@ -320,7 +435,7 @@ fn fine_tuning_from_exported_weights_starts_exactly_at_them_and_trains() {
     drop(tr);
 
     // The whole run: fresh optimiser and step count, provenance recorded.
-    let state = isola_trainer::train::run(cfg.clone(), Start::from(init), false, true).unwrap();
+    let state = isola_trainer::train::run(cfg.clone(), Start::from(init), RunOptions::quiet()).unwrap().finished();
     assert_eq!(state.step, 20);
     assert!(state.fine_tuned_from.as_deref().is_some_and(|f| f.contains("base.safetensors")));
     let rows = log::read(&cfg.out.join("log.csv")).unwrap();
@@ -340,7 +455,7 @@ fn fine_tuning_from_exported_weights_starts_exactly_at_them_and_trains() {
 
     // A run folder with a checkpoint is not overwritten by a second --init run.
     let again = InitWeights::load(&exported).unwrap();
-    let err = isola_trainer::train::run(cfg, Start::from(again), false, true).unwrap_err();
+    let err = isola_trainer::train::run(cfg, Start::from(again), RunOptions::quiet()).unwrap_err();
     assert!(err.to_string().contains("--resume"), "{err:#}");
 }
 
@@ -350,7 +465,7 @@ fn fine_tuning_from_a_checkpoint_takes_its_model_only() {
     let data = d.path().join("data");
     dataset(&data);
     let base = d.path().join("runs/base");
-    isola_trainer::train::run(config(&data, &base, 1), false, false, true).unwrap();
+    isola_trainer::train::run(config(&data, &base, 1), false, RunOptions::quiet()).unwrap().finished();
     let ck_path = base.join("checkpoint.safetensors");
     let ck = checkpoint::load(&ck_path, &Device::Cpu).unwrap();
     assert_eq!(ck.state.step, 20);
@@ -361,12 +476,13 @@ fn fine_tuning_from_a_checkpoint_takes_its_model_only() {
         assert_eq!(init.weights.tensor(name).data, t.flatten_all().unwrap().to_vec1::<f32>().unwrap(), "{name}");
     }
     let cfg = config(&data, &d.path().join("runs/tuned"), 1);
-    let tr = Trainer::fine_tune(cfg.clone(), isola_trainer::train::load_data(&cfg, false).unwrap(), &init).unwrap();
+    let tr = Trainer::fine_tune(cfg.clone(), isola_trainer::train::load_data(&cfg, Default::default()).unwrap(), &init)
+        .unwrap();
     assert_eq!((tr.state.step, tr.state.epoch, tr.state.best_val_sdr), (0, 0, None), "fresh state");
     assert_same_tensors(&tr.weights(Default::default()).unwrap(), &init.weights, "step 0 vs the checkpoint");
     drop(tr);
     // The step count starts at 0 (the checkpoint's 20 steps are not continued).
-    let state = isola_trainer::train::run(cfg.clone(), Start::from(init), false, true).unwrap();
+    let state = isola_trainer::train::run(cfg.clone(), Start::from(init), RunOptions::quiet()).unwrap().finished();
     assert_eq!((state.step, state.epoch), (20, 1));
     let tuned = checkpoint::load(&cfg.out.join("checkpoint.safetensors"), &Device::Cpu).unwrap();
     assert_eq!(tuned.state.fine_tuned_from, state.fine_tuned_from, "kept in the checkpoint for --resume and export");
@@ -385,7 +501,7 @@ fn init_mismatch_names_every_difference_and_unset_settings_are_adopted() {
 
     let mut cfg = config(&data, &d.path().join("runs/mismatch"), 1);
     (cfg.stft.fft_size, cfg.stft.hop, cfg.hidden) = (512, 128, 16);
-    let err = isola_trainer::train::run(cfg.clone(), Start::from(init), false, true).unwrap_err().to_string();
+    let err = isola_trainer::train::run(cfg.clone(), Start::from(init), RunOptions::quiet()).unwrap_err().to_string();
     for part in [
         init_path.to_str().unwrap(),
         "stft fft_size 256 vs the run's 512",
@@ -410,7 +526,7 @@ fn init_mismatch_names_every_difference_and_unset_settings_are_adopted() {
     let o = isola(&[
         "train", "-q", "--init", init_path.to_str().unwrap(), "--data", data.to_str().unwrap(),
         "--out", out.to_str().unwrap(), "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "2",
-        "--chunk-seconds", "1",
+        "--chunk-seconds", "1", "--cache", d.path().join(".cache").to_str().unwrap(),
     ]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
@@ -452,14 +568,25 @@ fn init_default_fits_the_default_config_and_the_musicians_command_runs() {
     }
     let out = d.path().join("runs/mine");
     let (songs_s, out_s) = (songs.to_str().unwrap(), out.to_str().unwrap());
+    // The decoded-audio cache goes to the user's cache folder, and its size is printed.
+    let cache_home = d.path().join("user-cache");
     #[rustfmt::skip]
-    let o = isola(&[
+    let o = isola_with_cache_home(&[
         "train", "-q", "--init", "default", "--data", songs_s, "--out", out_s,
         "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "1", "--chunk-seconds", "0.5",
-    ]);
+    ], &cache_home);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
     assert!(!stdout.contains("from --init"), "the defaults already match: {stdout}");
+    if cfg!(target_os = "linux") {
+        let cache = cache_home.join("isola/audio");
+        let files = std::fs::read_dir(&cache).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(files, 4, "one pool entry per song in {}", cache.display());
+        let (bytes, _) = isola_trainer::audio::cache::usage(&cache);
+        let line = format!("decoded-audio cache: {} ({} in 4 files)", cache.display(), progress::bytes(bytes));
+        assert!(stdout.contains(&line), "{line:?} missing from {stdout}");
+        assert!(!out.parent().unwrap().join(".cache").exists(), "nothing beside the run");
+    }
     let ck = checkpoint::load(&out.join("checkpoint.safetensors"), &Device::Cpu).unwrap();
     assert_eq!(ck.state.step, 1);
     assert!(ck.state.fine_tuned_from.as_deref().is_some_and(|f| f.starts_with("built-in default")));

@@ -18,6 +18,23 @@ use super::{Audio, AudioError};
 
 const MAGIC: &[u8; 8] = b"ISOLAC01";
 
+/// The decoded-audio cache `isola train` uses unless told otherwise: `isola/audio` in the
+/// user's cache folder (`$XDG_CACHE_HOME` or `~/.cache` on Linux, `~/Library/Caches` on
+/// macOS, `%LOCALAPPDATA%` on Windows); `None` where the system names none.
+pub fn default_dir() -> Option<PathBuf> {
+    dirs::cache_dir().map(|d| d.join("isola").join("audio"))
+}
+
+/// Bytes and number of files in the cache folder `dir` (0 and 0 when it is missing).
+pub fn usage(dir: &Path) -> (u64, usize) {
+    let Ok(entries) = fs::read_dir(dir) else { return (0, 0) };
+    entries
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(fs::Metadata::is_file)
+        .fold((0, 0), |(bytes, n), m| (bytes + m.len(), n + 1))
+}
+
 /// One decoded stream plus what it looked like in its file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decoded {

@@ -14,6 +14,7 @@ use crate::audio::cache::AudioLoader;
 use crate::audio::{Chunks, Clip};
 use crate::data::{DataSpec, LoadOptions, Source, discover_all, load_pool};
 use crate::eval::{evaluate, report};
+use crate::progress::Style;
 use crate::train::loudest_window;
 
 #[derive(Debug, Args)]
@@ -80,7 +81,12 @@ pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
                 entries.push(e);
             }
         }
-        let data = load_pool(&entries, problems, &loader, LoadOptions { skip_bad: args.skip_bad })?;
+        let data = load_pool(
+            &entries,
+            problems,
+            &loader,
+            LoadOptions { skip_bad: args.skip_bad, progress: Style::detect(args.quiet) },
+        )?;
         for p in &data.skipped {
             println!("skipped: {p}");
         }

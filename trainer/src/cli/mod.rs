@@ -50,11 +50,13 @@ pub enum Command {
     Eval(EvalArgs),
     /// Train the mask network (CPU by default; see --device).
     ///
-    /// Settings come from --config FILE (TOML, every key optional; trainer/train.example.toml
-    /// lists them all with their defaults), overridden by the flags below. The run folder gets
+    /// Settings come from --config FILE (TOML, every key optional; `isola train
+    /// --example-config` prints them all with their defaults), overridden by the flags below. The run folder gets
     /// checkpoint.safetensors (written atomically every --checkpoint-every steps and at each
     /// epoch end), best.safetensors (best validation SDR), log.csv, loss.png and sdr.png.
-    /// --resume continues a stopped or killed run from its last checkpoint.
+    /// --resume continues a stopped or killed run from its last checkpoint. Ctrl-C (SIGINT,
+    /// SIGTERM) writes a checkpoint after the step in progress, prints the command that
+    /// resumes the run, and exits with status 130; a second Ctrl-C exits at once.
     Train(TrainArgs),
     /// Turn a training checkpoint into plugin-ready weights with full metadata.
     Export(ExportArgs),
@@ -70,7 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Data(DataCommand::Remix(args)) => data::remix(&args).map(|()| ExitCode::SUCCESS),
         Command::Separate(args) => separate::run(&args),
         Command::Eval(args) => eval::run(&args).map(|()| ExitCode::SUCCESS),
-        Command::Train(args) => train::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Train(args) => train::run(&args),
         Command::Export(args) => weights::export(&args).map(|()| ExitCode::SUCCESS),
         Command::Info(args) => weights::info(&args).map(|()| ExitCode::SUCCESS),
     }

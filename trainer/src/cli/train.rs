@@ -1,17 +1,26 @@
 //! `isola train`.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use anyhow::Context;
 use clap::Args;
 
+use crate::progress::Style;
 use crate::train::checkpoint::{InitWeights, MODEL_KEYS, Start};
 use crate::train::config::TrainConfig;
+use crate::train::{RunEnd, RunOptions};
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// TOML config file.
+    /// TOML config file (`--example-config` prints one with every key).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Print an example config file listing every key with its default and a comment, then exit.
+    #[arg(long, exclusive = true)]
+    pub example_config: bool,
     /// Training data (repeatable; DIR, vocals:DIR or instrumental:DIR). Replaces the config's list.
     #[arg(long = "data", value_name = "DIR")]
     pub data: Vec<String>,
@@ -59,18 +68,28 @@ pub struct TrainArgs {
     /// cpu, cuda:N (build with --features cuda) or metal (--features metal).
     #[arg(long)]
     pub device: Option<String>,
-    /// Decoded-audio cache folder (default: .cache beside the run folder).
+    /// Decoded-audio cache folder, shared by runs (default: isola/audio in the user's cache
+    /// folder, e.g. ~/.cache/isola/audio; about 25 MB per minute of stereo audio at 44.1 kHz).
+    /// Its size is printed at the start; deleting it only costs decoding time.
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
     /// Skip unreadable or inconsistent data (listed) instead of failing.
     #[arg(long)]
     pub skip_bad: bool,
-    /// No progress bar.
+    /// No progress bar or progress lines.
     #[arg(long, short)]
     pub quiet: bool,
+    /// When stderr is not a terminal (a log file), print a progress line every N steps
+    /// (default: every 30 s).
+    #[arg(long, value_name = "N")]
+    pub progress_every: Option<u64>,
 }
 
-pub(super) fn run(args: &TrainArgs) -> anyhow::Result<()> {
+pub(super) fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
+    if args.example_config {
+        print!("{}", crate::train::config::EXAMPLE);
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut cfg = match &args.config {
         Some(path) => TrainConfig::load(path)?,
         None => TrainConfig::default(),
@@ -116,12 +135,73 @@ pub(super) fn run(args: &TrainArgs) -> anyhow::Result<()> {
         }
         None => Start::from(args.resume),
     };
-    let state = crate::train::run(cfg, start, args.skip_bad, args.quiet)?;
-    println!(
-        "done at step {}: best validation vocals SDR {} (step {})",
-        state.step,
-        state.best_val_sdr.map_or("-".into(), |s| format!("{s:.2} dB")),
-        state.best_step
-    );
-    Ok(())
+    let out = cfg.out.clone();
+    let opts = RunOptions {
+        skip_bad: args.skip_bad,
+        progress: Style::detect(args.quiet),
+        progress_every: args.progress_every,
+        stop: Some(stop_on_signal()?),
+    };
+    match crate::train::run(cfg, start, opts)? {
+        RunEnd::Finished(state) => {
+            println!(
+                "done at step {}: best validation vocals SDR {} (step {})",
+                state.step,
+                state.best_val_sdr.map_or("-".into(), |s| format!("{s:.2} dB")),
+                state.best_step
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RunEnd::Stopped { .. } => {
+            let mut resume = format!("isola train --resume --out {}", shell_quote(&out.display().to_string()));
+            if args.skip_bad {
+                resume.push_str(" --skip-bad");
+            }
+            println!("resume with: {resume}");
+            Ok(ExitCode::from(INTERRUPTED))
+        }
+    }
+}
+
+/// Exit status of a run stopped by a signal: 128 + SIGINT, as shells report Ctrl-C.
+const INTERRUPTED: u8 = 130;
+
+/// A flag set by the first SIGINT or SIGTERM (Ctrl-C on Windows): the run writes a
+/// checkpoint after the step in progress and ends. A second signal exits at once, losing
+/// the steps since the last checkpoint. Installed once per process.
+fn stop_on_signal() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    ctrlc::set_handler(move || {
+        // ctrlc runs this on its own thread, not in the signal handler: printing is safe.
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("second interrupt: exiting now without a checkpoint");
+            std::process::exit(i32::from(INTERRUPTED));
+        }
+        eprintln!(
+            "\ninterrupt: stopping after the current step with a checkpoint \
+             (interrupt again to exit at once, losing the steps since the last checkpoint)"
+        );
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    Ok(stop)
+}
+
+/// `s` as one word for a POSIX shell: unchanged when it is safe, else single-quoted.
+fn shell_quote(s: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+:=,@%".contains(c);
+    if !s.is_empty() && s.chars().all(safe) { s.to_owned() } else { format!("'{}'", s.replace('\'', r"'\''")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn paths_are_quoted_for_the_shell_only_when_needed() {
+        assert_eq!(shell_quote("runs/my-run_2"), "runs/my-run_2");
+        assert_eq!(shell_quote("my runs/a"), "'my runs/a'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
 }

@@ -35,6 +35,18 @@ pub(super) fn export(args: &ExportArgs) -> anyhow::Result<()> {
     let options =
         ExportOptions { name: args.name.clone(), notes: args.notes.clone(), git_commit: crate::export::git_commit() };
     // Temporaries of this destination that a killed earlier export left behind.
+    let ck = &args.checkpoint;
+    let latest = ck.with_file_name("checkpoint.safetensors");
+    if !ck.exists() && ck.file_name().is_some_and(|n| n == "best.safetensors") && latest.exists() {
+        anyhow::bail!(
+            "{} does not exist yet: a run writes it at its first validation (the end of epoch 1). \
+             The latest model is {}: isola export {} -o {}",
+            ck.display(),
+            latest.display(),
+            latest.display(),
+            args.out.display()
+        );
+    }
     isola_engine::atomic_file::remove_stale_for(&args.out)?;
     let existed = args.out.exists();
     crate::export::export(&args.checkpoint, &args.out, &options)?;
@@ -66,7 +78,7 @@ fn print_info(file: &str, w: &isola_engine::Weights) {
         m.channels, m.n_bins, m.hidden, m.gru_layers, m.lookahead, m.feature_floor_db
     );
     println!("parameters:      {}", m.param_count());
-    println!("stft:            {} Hz, fft {}, hop {}, window {:?}", s.sample_rate, s.fft_size, s.hop, s.window);
+    println!("stft:            {} Hz, fft {}, hop {}, window {}", s.sample_rate, s.fft_size, s.hop, s.window.name());
     println!("datasets:        {}", if p.datasets.is_empty() { "-".to_string() } else { p.datasets.join(", ") });
     println!("steps:           {}", p.steps);
     println!("validation SDR:  {}", p.validation_sdr_db.map_or("-".to_string(), |v| format!("{v:.2} dB")));

@@ -8,6 +8,7 @@ use std::fmt;
 use super::discover::{Entry, LooseRole, Source};
 use crate::audio::cache::{AudioLoader, Decoded};
 use crate::audio::{Audio, AudioError};
+use crate::progress::{Progress, Style};
 
 /// MUSDB18 `.stem.mp4` stream order: mixture, drums, bass, other, vocals.
 const MP4_VOCALS: usize = 4;
@@ -18,6 +19,9 @@ pub struct LoadOptions {
     /// Skip bad entries (listing them in [`LoadedData::skipped`]) instead of
     /// failing.
     pub skip_bad: bool,
+    /// How progress through the entries is shown (decoding a data set the first time
+    /// takes minutes).
+    pub progress: Style,
 }
 
 /// A track with aligned stems: same rate, channels and length; the mixture
@@ -97,8 +101,17 @@ impl<S> LoadedData<S> {
     ) -> Result<Self, DataErrors> {
         let mut data = Self::default();
         let mut problems = discovery_problems;
+        let progress = Progress::new(
+            opts.progress,
+            "preparing data: entry",
+            entries.len() as u64,
+            "preparing data [{bar:30}] {pos}/{len} {wide_msg} ETA {eta}",
+        );
         for entry in entries {
-            match load(entry) {
+            progress.set_message(entry.name.clone());
+            let loaded = load(entry);
+            progress.inc(1);
+            match loaded {
                 Ok(Loaded::Track(t)) => data.tracks.push(t),
                 Ok(Loaded::Loose { name, role, audio, source_rate }) => {
                     let loose = LooseAudio { name, audio, source_rate };
@@ -110,6 +123,7 @@ impl<S> LoadedData<S> {
                 Err(e) => problems.push(e),
             }
         }
+        progress.finish();
         if problems.is_empty() {
             return Ok(data);
         }

@@ -222,7 +222,7 @@ impl InitWeights {
             ("stft sample_rate", s.sample_rate.to_string(), cfg.stft.sample_rate.to_string()),
             ("stft fft_size", s.fft_size.to_string(), cfg.stft.fft_size.to_string()),
             ("stft hop", s.hop.to_string(), cfg.stft.hop.to_string()),
-            ("stft window", format!("{:?}", s.window), format!("{:?}", cfg.stft.window)),
+            ("stft window", s.window.name().to_owned(), cfg.stft.window.name().to_owned()),
             ("hidden", m.hidden.to_string(), cfg.hidden.to_string()),
             ("gru_layers", m.gru_layers.to_string(), cfg.gru_layers.to_string()),
             ("lookahead", m.lookahead.to_string(), cfg.lookahead.to_string()),
@@ -281,8 +281,15 @@ impl InitWeights {
         let s0 = before.stft;
         if cfg.stft != s0 {
             changed.push(format!(
-                "stft {} Hz {}/{} {:?} (instead of {} Hz {}/{} {:?})",
-                s.sample_rate, s.fft_size, s.hop, s.window, s0.sample_rate, s0.fft_size, s0.hop, s0.window
+                "stft {} Hz {}/{} {} (instead of {} Hz {}/{} {})",
+                s.sample_rate,
+                s.fft_size,
+                s.hop,
+                s.window.name(),
+                s0.sample_rate,
+                s0.fft_size,
+                s0.hop,
+                s0.window.name()
             ));
         }
         for (what, new, old) in [
@@ -371,11 +378,11 @@ mod tests {
         cfg.stft.window = isola_engine::config::Window::Hann;
         assert_eq!(
             init.mismatches(&cfg),
-            ["stft window SqrtHann vs the run's Hann", "hidden 8 vs the run's 128", "gru_layers 1 vs the run's 3"]
+            ["stft window sqrt-hann vs the run's hann", "hidden 8 vs the run's 128", "gru_layers 1 vs the run's 3"]
         );
         let changed = init.adopt(&mut cfg, &["stft", "lookahead"]);
         assert_eq!(changed, ["hidden 8 (instead of 128)", "gru_layers 1 (instead of 3)"]);
-        assert_eq!(init.mismatches(&cfg), ["stft window SqrtHann vs the run's Hann"]);
+        assert_eq!(init.mismatches(&cfg), ["stft window sqrt-hann vs the run's hann"]);
         init.adopt(&mut cfg, &[]);
         init.check(&cfg).unwrap();
         // Checkpoints from before fine-tuning existed still load.

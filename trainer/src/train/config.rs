@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 use isola_engine::{ModelConfig, StftConfig};
 use serde::{Deserialize, Serialize};
 
+/// `train.example.toml`: every key with its default and a comment (`isola train
+/// --example-config` prints it; a test keeps it in sync with [`TrainConfig::default`]).
+pub const EXAMPLE: &str = include_str!("../../train.example.toml");
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
@@ -17,7 +21,7 @@ pub struct TrainConfig {
     pub val_tracks: usize,
     /// Run folder: checkpoints, CSV log, plots.
     pub out: PathBuf,
-    /// Decoded-audio cache (default: `<out>/../.cache`).
+    /// Decoded-audio cache folder (default: see [`TrainConfig::cache_dir`]; shared by runs).
     pub cache: Option<PathBuf>,
     pub seed: u64,
     /// `cpu`, `cuda:N` or `metal` (the latter two need the matching cargo feature).
@@ -216,6 +220,12 @@ impl TrainConfig {
         }
     }
 
+    /// The decoded-audio cache folder: `cache`, else [`default_dir`](crate::audio::cache::default_dir);
+    /// `None` (decode into RAM) only where the system names no cache folder.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        self.cache.clone().or_else(crate::audio::cache::default_dir)
+    }
+
     pub fn total_steps(&self) -> usize {
         self.epochs * self.steps_per_epoch
     }
@@ -271,8 +281,7 @@ mod tests {
 
     #[test]
     fn example_config_lists_the_defaults() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/train.example.toml");
-        let c = TrainConfig::load(Path::new(path)).unwrap();
+        let c: TrainConfig = toml::from_str(EXAMPLE).unwrap();
         let defaults = TrainConfig { data: c.data.clone(), ..TrainConfig::default() };
         assert_eq!(c, defaults, "train.example.toml drifted from TrainConfig::default()");
         assert_eq!(c.data.len(), 3);
@@ -286,7 +295,7 @@ mod tests {
             }
         }
         let (mut listed, mut all) = (Vec::new(), Vec::new());
-        keys(&std::fs::read_to_string(path).unwrap().parse().unwrap(), "", &mut listed);
+        keys(&EXAMPLE.parse().unwrap(), "", &mut listed);
         keys(&toml::to_string(&TrainConfig::default()).unwrap().parse().unwrap(), "", &mut all);
         let missing: Vec<_> = all.iter().filter(|k| !listed.contains(k)).collect();
         assert!(missing.is_empty(), "train.example.toml does not list {missing:?}");

@@ -18,13 +18,12 @@ pub struct RunData {
 
 /// Loads `cfg.data` (and `cfg.val_data`) and splits off validation tracks. Training audio
 /// stays in the cache's files (`data::pool`); the validation excerpts are copied to RAM.
-pub fn load_data(cfg: &TrainConfig, skip_bad: bool) -> anyhow::Result<RunData> {
-    let cache = cfg.cache.clone().or_else(|| cfg.out.parent().map(|p| p.join(".cache")));
-    let loader = AudioLoader::new(Some(cfg.stft.sample_rate), cache);
+pub fn load_data(cfg: &TrainConfig, opts: LoadOptions) -> anyhow::Result<RunData> {
+    let loader = AudioLoader::new(Some(cfg.stft.sample_rate), cfg.cache_dir());
     let load = |specs: &[String]| -> anyhow::Result<PoolData> {
         let specs = specs.iter().map(|s| s.parse::<DataSpec>()).collect::<Result<Vec<_>, _>>();
         let (entries, problems) = discover_all(&specs.map_err(anyhow::Error::msg)?);
-        Ok(load_pool(&entries, problems, &loader, LoadOptions { skip_bad })?)
+        Ok(load_pool(&entries, problems, &loader, opts)?)
     };
     let data = load(&cfg.data)?;
     let mut skipped: Vec<String> = data.skipped.iter().map(ToString::to_string).collect();

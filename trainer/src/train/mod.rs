@@ -57,7 +57,7 @@ use candle_core::Device;
 
 pub(crate) use self::data::loudest_window;
 pub use self::data::{RunData, load_data};
-pub use self::run::run;
+pub use self::run::{RunEnd, RunOptions, run};
 pub use self::trainer::{StepTimes, Trainer};
 
 /// Paths inside a run folder.

@@ -1,26 +1,79 @@
 //! The epoch loop of `isola train`: steps, validation, logging, early
-//! stopping and checkpoints.
+//! stopping, checkpoints, and stopping on request (Ctrl-C) with a checkpoint.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
 use candle_core::Device;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use super::checkpoint::{self, Start, TrainState};
 use super::config::TrainConfig;
 use super::log::{self, LogRow};
 use super::{Trainer, best_path, checkpoint_path, load_data};
+use crate::data::LoadOptions;
+use crate::progress::{self, Progress, Style};
+
+/// How [`run`] reports and when it stops early.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Skip unreadable or inconsistent data (listed) instead of failing.
+    pub skip_bad: bool,
+    /// Progress of data preparation and steps (see [`Style::detect`]).
+    pub progress: Style,
+    /// In [`Style::Lines`], a line every this many steps; `None`: every
+    /// [`progress::LINE_INTERVAL`].
+    pub progress_every: Option<u64>,
+    /// Once set (by a signal handler), the run stops after the step in progress and writes a
+    /// checkpoint there: [`RunEnd::Stopped`].
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl RunOptions {
+    /// No progress output (tests, scripts).
+    pub fn quiet() -> Self {
+        Self::default()
+    }
+}
+
+/// How a [`run`] ended; both carry the state in the run's checkpoint.
+#[derive(Debug, Clone)]
+pub enum RunEnd {
+    /// The step budget is spent, or validation stopped improving.
+    Finished(TrainState),
+    /// [`RunOptions::stop`] was set; the checkpoint holds this step.
+    Stopped { state: TrainState, checkpoint: PathBuf },
+}
+
+impl RunEnd {
+    pub fn state(&self) -> &TrainState {
+        match self {
+            RunEnd::Finished(s) | RunEnd::Stopped { state: s, .. } => s,
+        }
+    }
+
+    /// The state of a finished run; panics on a stopped one (tests).
+    pub fn finished(self) -> TrainState {
+        match self {
+            RunEnd::Finished(s) => s,
+            RunEnd::Stopped { state, .. } => panic!("the run was stopped at step {}", state.step),
+        }
+    }
+}
 
 /// Runs a training to the end of the epoch budget or early stop, starting as `start` says:
 /// `false` / [`Start::Fresh`] a new run from random weights, `true` / [`Start::Resume`]
-/// the run in `cfg.out` from its checkpoint (its saved config wins), or
-/// [`Start::Init`] a fine-tuning run from given weights (fresh optimiser, step 0).
+/// the run in `cfg.out` from its checkpoint (its saved config wins, except where the
+/// decoded-audio cache is: `cfg.cache` when set), or [`Start::Init`] a fine-tuning run from
+/// given weights (fresh optimiser, step 0).
 ///
 /// Errors, before any data is loaded: a new run whose folder already holds a checkpoint,
 /// `--resume` without one, an invalid config, or (fine-tuning) a model config that differs
 /// from the init weights', each difference named.
-pub fn run(cfg: TrainConfig, start: impl Into<Start>, skip_bad: bool, quiet: bool) -> anyhow::Result<TrainState> {
+pub fn run(cfg: TrainConfig, start: impl Into<Start>, opts: RunOptions) -> anyhow::Result<RunEnd> {
+    let quiet = opts.progress == Style::Quiet;
     std::fs::create_dir_all(&cfg.out).with_context(|| format!("cannot create {}", cfg.out.display()))?;
     let ck_path = checkpoint_path(&cfg.out);
     let (cfg, ck, init) = match start.into() {
@@ -33,9 +86,9 @@ pub fn run(cfg: TrainConfig, start: impl Into<Start>, skip_bad: bool, quiet: boo
                 let note = if stale > 0 { format!(" (removed {stale} stale temporary files)") } else { String::new() };
                 println!("resuming from step {} of {}{note}", ck.state.step, ck.config.total_steps());
             }
-            // The run's own config wins; only where it lives may differ.
-            let out = cfg.out.clone();
-            let c = TrainConfig { out, ..ck.config.clone() };
+            // The run's own config wins; only where it and the cache live may differ.
+            let (out, cache) = (cfg.out.clone(), cfg.cache.clone().or(ck.config.cache.clone()));
+            let c = TrainConfig { out, cache, ..ck.config.clone() };
             (c, Some(ck), None)
         }
         start @ (Start::Fresh | Start::Init(_)) => {
@@ -53,11 +106,19 @@ pub fn run(cfg: TrainConfig, start: impl Into<Start>, skip_bad: bool, quiet: boo
     cfg.validate()?;
     if ck.as_ref().is_some_and(|c| c.state.finished) {
         println!("run in {} already finished", cfg.out.display());
-        return Ok(ck.expect("checked").state);
+        return Ok(RunEnd::Finished(ck.expect("checked").state));
     }
-    let data = load_data(&cfg, skip_bad)?;
+    let data = load_data(&cfg, LoadOptions { skip_bad: opts.skip_bad, progress: opts.progress })?;
     for s in &data.skipped {
         println!("skipped: {s}");
+    }
+    // Printed even with --quiet: the folder can grow to gigabytes.
+    match cfg.cache_dir() {
+        Some(dir) => {
+            let (bytes, files) = crate::audio::cache::usage(&dir);
+            println!("decoded-audio cache: {} ({} in {files} files)", dir.display(), progress::bytes(bytes));
+        }
+        None => println!("no decoded-audio cache (this system names no cache folder): pass --cache DIR"),
     }
     let log_path = cfg.out.join("log.csv");
     let mut rows = log::read(&log_path)?;
@@ -92,16 +153,12 @@ pub fn run(cfg: TrainConfig, start: impl Into<Start>, skip_bad: bool, quiet: boo
     let cfg = tr.cfg.clone();
     let spe = cfg.steps_per_epoch as u64;
     let total = cfg.total_steps() as u64;
-    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(total) };
-    bar.set_style(
-        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
+    let bar = Progress::new(opts.progress, "step", total, "[{bar:30}] step {pos}/{len}, {msg} ETA {eta}")
+        .lines_every(opts.progress_every);
     bar.set_position(tr.state.step);
+    let stop_requested = || opts.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed));
     let audio_per_step = cfg.batch_size as f64 * cfg.chunk_seconds;
     while tr.state.step < total {
-        bar.set_prefix(format!("{}", tr.state.step / spe + 1));
         let t0 = Instant::now();
         let (loss, norm) = tr.step()?;
         anyhow::ensure!(loss.is_finite(), "loss became {loss} at step {}", tr.state.step);
@@ -109,8 +166,13 @@ pub fn run(cfg: TrainConfig, start: impl Into<Start>, skip_bad: bool, quiet: boo
         sums.busy_s += t0.elapsed().as_secs_f64();
         (sums.loss, sums.grad_norm, sums.steps) = (sums.loss + loss, sums.grad_norm + norm, sums.steps + 1);
         let (n, busy) = (sums.steps as f64, sums.busy_s);
+        bar.set_message(format!(
+            "epoch {}, loss {:.3e}, {:.1} s audio/s",
+            (tr.state.step - 1) / spe + 1,
+            sums.loss / n,
+            audio_per_step * n / busy
+        ));
         bar.inc(1);
-        bar.set_message(format!("loss {:.3e}, {:.1} s audio/s", sums.loss / n, audio_per_step * n / busy));
         let epoch_end = tr.state.step % spe == 0;
         if epoch_end {
             let sums = tr.state.epoch_sums;
@@ -154,14 +216,20 @@ pub fn run(cfg: TrainConfig, start: impl Into<Start>, skip_bad: bool, quiet: boo
                 tr.state.finished = true;
             }
         }
-        if epoch_end || tr.state.step % cfg.checkpoint_every.max(1) as u64 == 0 || tr.state.step == total {
+        let stop = stop_requested() && !tr.state.finished && tr.state.step < total;
+        if epoch_end || stop || tr.state.step % cfg.checkpoint_every.max(1) as u64 == 0 || tr.state.step == total {
             tr.state.finished |= tr.state.step == total;
             tr.save(&ck_path)?;
+        }
+        if stop {
+            bar.finish();
+            println!("stopped at step {} of {total}: checkpoint written to {}", tr.state.step, ck_path.display());
+            return Ok(RunEnd::Stopped { state: tr.state, checkpoint: ck_path });
         }
         if tr.state.finished {
             break;
         }
     }
-    bar.finish_and_clear();
-    Ok(tr.state)
+    bar.finish();
+    Ok(RunEnd::Finished(tr.state))
 }
