@@ -69,7 +69,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub device: Option<String>,
     /// Decoded-audio cache folder, shared by runs (default: isola/audio in the user's cache
-    /// folder, e.g. ~/.cache/isola/audio; about 25 MB per minute of stereo audio at 44.1 kHz).
+    /// folder, e.g. ~/.cache/isola/audio; about 42 MB per minute of a song's two stereo stems).
     /// Its size is printed at the start; deleting it only costs decoding time.
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
