@@ -8,6 +8,11 @@
 #
 # Needs a release `isola` (cargo build --release -p isola-trainer).
 set -euo pipefail
+usage="usage: scripts/explore.sh [NAME...]   (NAME: a docs/exploration/NAME.toml; none: all)"
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
+  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+  exit 0
+fi
 cd "$(dirname "$0")/.."
 isola=${ISOLA:-target/release/isola}
 track=../isola-split/tracks/valid/evr-francium
@@ -15,6 +20,11 @@ names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
   for f in docs/exploration/*.toml; do names+=("$(basename "$f" .toml)"); done
 fi
+for name in "${names[@]}"; do
+  [ -f "docs/exploration/$name.toml" ] || { echo "error: no docs/exploration/$name.toml" >&2; echo "$usage" >&2; exit 2; }
+done
+[ -x "$isola" ] || { echo "error: no isola at $isola (cargo build --release -p isola-trainer, or set ISOLA)" >&2; exit 2; }
+[ -d "$track" ] || { echo "error: no held-out track at $track (run scripts/split-shared-data.sh first)" >&2; exit 2; }
 mkdir -p runs/explore
 for name in "${names[@]}"; do
   run=runs/explore/$name

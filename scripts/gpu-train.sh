@@ -18,9 +18,17 @@
 # The build goes to target/cuda, apart from the CPU build. Environment: ISOLA_GPU_STEPS
 # (probe steps per model, default 60), CUDA_COMPUTE_CAP (default: read from nvidia-smi).
 set -euo pipefail
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
+  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+  exit 0
+fi
 cd "$(dirname "$0")/.."
 
 die() { echo "gpu-train: $*" >&2; exit 1; }
+if [ $# -gt 0 ] && [ ! -f "$1" ]; then
+  die "no config file $1
+usage: scripts/gpu-train.sh [CONFIG [ISOLA TRAIN ARGS...]]   (--help for details)"
+fi
 command -v nvidia-smi >/dev/null || die "no nvidia-smi: this machine has no NVIDIA driver (or GPU)"
 command -v nvcc >/dev/null || die "no nvcc: install the CUDA toolkit (candle builds its CUDA kernels with it)"
 command -v cargo >/dev/null || die "no cargo: install Rust from https://rustup.rs"

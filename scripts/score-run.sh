@@ -7,7 +7,13 @@
 # Environment: ISOLA (default target/release/isola), SPLIT (default ../isola-split),
 # CACHE (decoded-audio cache, default: none).
 set -euo pipefail
-[ $# -ge 1 ] || { echo "usage: $0 RUN_DIR [EVAL_OUT]" >&2; exit 2; }
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
+  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+  exit 0
+fi
+usage="usage: scripts/score-run.sh RUN_DIR [EVAL_OUT]   (--help for details)"
+[ $# -ge 1 ] || { echo "$usage" >&2; exit 2; }
+[ -f "$1/checkpoint.safetensors" ] || { echo "error: $1 holds no checkpoint.safetensors" >&2; echo "$usage" >&2; exit 2; }
 run=$1
 out=${2:-$run/eval}
 isola=${ISOLA:-target/release/isola}

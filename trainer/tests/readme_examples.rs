@@ -1,7 +1,8 @@
 //! Every `isola ...` command in the shell examples of README.md and trainer/README.md parses
 //! with the CLI as built: a renamed flag or subcommand breaks this test, not a reader's
 //! first hour. (The musician's commands also run for real in `train.rs` and
-//! `separate_eval_cli.rs`.)
+//! `separate_eval_cli.rs`.) The scripts in `scripts/` answer `--help` and print a usage line
+//! when called wrongly.
 
 use std::path::Path;
 
@@ -85,4 +86,26 @@ fn shell_examples_are_extracted_as_a_reader_types_them() {
         "text\n```sh\nisola a --x \"two words\"   # comment\nisola b \\\n  --y 1 > file\n```\n```toml\nisola no\n```\n";
     assert_eq!(shell_commands(md), ["isola a --x \"two words\"", "isola b --y 1"]);
     assert_eq!(words("isola a --x \"two words\" 'it s'"), ["isola", "a", "--x", "two words", "it s"]);
+}
+
+#[test]
+fn scripts_answer_help_and_print_a_usage_line_when_called_wrongly() {
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts");
+    let missing = "/nonexistent/isola-test";
+    for (script, wrong) in [
+        ("split-shared-data.sh", vec![missing]),
+        ("explore.sh", vec!["no-such-exploration"]),
+        ("gpu-train.sh", vec![missing]),
+        ("score-run.sh", vec![]),
+        ("score-run.sh", vec![missing]),
+    ] {
+        let path = scripts.join(script);
+        let run = |args: &[&str]| std::process::Command::new("bash").arg(&path).args(args).output().unwrap();
+        let help = run(&["--help"]);
+        assert!(help.status.success() && help.stdout.len() > 100, "{script} --help");
+        let o = run(&wrong);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(if script == "gpu-train.sh" { 1 } else { 2 }), "{script}: {stderr}");
+        assert!(stderr.contains("usage: ") && stderr.contains(script), "{script}: {stderr}");
+    }
 }
