@@ -83,6 +83,21 @@ fn eval_scores_model_and_baselines_and_writes_reports() {
     // The quantised input is a different signal: its own row, scored, close to the float one.
     assert_ne!(sdr("isola, 16-bit input"), sdr("isola"));
     assert!((sdr("isola, 16-bit input") - sdr("isola")).abs() < 3.0, "{log}");
+    // windows.csv: every 1 s window of every track, method and source; a track's vocals SDR
+    // is the median of its windows.
+    let csv = std::fs::read_to_string(out.join("windows.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert_eq!(csv.lines().next(), Some("set,track,method,source,start_s,sdr_db"));
+    assert_eq!(rows.len(), 2 * 5 * 2 * 3, "2 tracks, 5 methods, 2 sources, 3 windows");
+    let t0 = tracks[0]["name"].as_str().unwrap();
+    let mut w: Vec<f64> = rows
+        .iter()
+        .filter(|r| r[1] == t0 && r[2] == "isola" && r[3] == "vocals")
+        .map(|r| r[5].parse().unwrap())
+        .collect();
+    w.sort_by(f64::total_cmp);
+    let isola0 = tracks[0]["methods"].as_array().unwrap().iter().find(|m| m["method"] == "isola").unwrap();
+    assert!((w[1] - isola0["scores"]["vocals"]["sdr"].as_f64().unwrap()).abs() < 1e-3, "{w:?}");
     let md = std::fs::read_to_string(out.join("eval.md")).unwrap();
     assert!(md.contains("| oracle IRM |") && md.contains("test/t1"), "{md}");
     assert!(md.contains("| isola | isola, 16-bit input | mixture |"), "{md}");

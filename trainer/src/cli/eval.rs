@@ -37,7 +37,7 @@ pub struct EvalArgs {
     /// vocals, where SDR measures only leakage).
     #[arg(long, value_name = "SECONDS")]
     pub max_seconds: Option<f64>,
-    /// Output folder for eval.json, eval.md and eval.png.
+    /// Output folder for eval.json, eval.md, eval.png and windows.csv.
     #[arg(long, short, default_value = "eval", value_name = "DIR")]
     pub out: PathBuf,
     /// Decoded-audio cache folder (speeds up repeated runs).
@@ -119,8 +119,9 @@ pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let md = report::markdown(&result);
     atomic_file::write_bytes(&args.out.join("eval.md"), md.as_bytes())?;
     report::chart(&result, &args.out.join("eval.png"))?;
+    atomic_file::write_bytes(&args.out.join("windows.csv"), report::windows_csv(&result).as_bytes())?;
     print!("{md}");
-    println!("\nwrote {}, eval.md and eval.png", json.display());
+    println!("\nwrote {}, eval.md, eval.png and windows.csv (SDR of every 1 s window)", json.display());
     if let Some(limit) = args.max_input_change {
         let change = report::input_change(&result.summary).context("no quantised-input row to check")?;
         let largest = change.largest_db();

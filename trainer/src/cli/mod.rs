@@ -46,7 +46,8 @@ pub enum Command {
     /// Per track and method: vocals and accompaniment SDR (BSSEval v4 as museval computes
     /// it: 1 s windows, median over windows), SI-SDR and the MDX global SDR; then the
     /// summary over tracks. The model runs through the engine's streaming separator at
-    /// each track's own rate. Writes OUT/eval.json, OUT/eval.md and OUT/eval.png.
+    /// each track's own rate. Writes OUT/eval.json, OUT/eval.md, OUT/eval.png and
+    /// OUT/windows.csv (the SDR of every 1 s window behind each median).
     Eval(EvalArgs),
     /// Train the mask network (CPU by default; see --device).
     ///

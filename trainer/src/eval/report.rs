@@ -74,6 +74,30 @@ pub fn input_change(summary: &[super::Summary]) -> Option<InputChange> {
     })
 }
 
+/// Every 1 s window's BSSEval v4 SDR, the numbers behind each track's median: one CSV row
+/// per set, track, method, source and window, `start_s` the window's start in seconds, `sdr_db`
+/// empty where museval skips the window (a silent reference or estimate). Fields with a comma
+/// or quote are quoted (RFC 4180).
+pub fn windows_csv(r: &EvalReport) -> String {
+    let quote = |s: &str| {
+        if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
+    };
+    let mut out = String::from("set,track,method,source,start_s,sdr_db\n");
+    for t in &r.tracks {
+        for m in &t.methods {
+            let Some(scores) = &m.scores else { continue };
+            for (source, s) in [("vocals", &scores.vocals), ("accompaniment", &scores.accompaniment)] {
+                for (i, sdr) in s.sdr_frames.iter().enumerate() {
+                    let sdr = if sdr.is_finite() { format!("{sdr:.3}") } else { String::new() };
+                    let (set, track) = (quote(&t.set), quote(&t.name));
+                    let _ = writeln!(out, "{set},{track},{},{source},{i},{sdr}", quote(m.method));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Summary table (all tracks, then per data set when there are several), then vocals SDR
 /// per track and method.
 pub fn markdown(r: &EvalReport) -> String {
