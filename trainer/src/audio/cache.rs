@@ -2,15 +2,14 @@
 //!
 //! Decoding Vorbis/AAC/MP3 and resampling costs far more than reading raw
 //! samples, and a training run touches every file again each epoch and each
-//! run. Entries are keyed by the source's path, size and modification time,
-//! the target rate and the stream selection, so an edited file is decoded
-//! afresh. Entries are written to a temp file and renamed into place, so a
-//! killed process never leaves a half-written entry behind.
+//! run. Entries are keyed by the source's content (xxh3 of its bytes), the
+//! target rate and the stream selection, so an edited file is decoded afresh
+//! and a copied or touched one is not. Entries are written to a temp file and
+//! renamed into place, so a killed process never leaves a half-written entry.
 
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
 use super::decode::decode_streams;
 use super::resample::resample;
@@ -97,21 +96,43 @@ impl AudioLoader {
         Ok(streams)
     }
 
-    /// Identity of `path` decoded by this loader (path, size, modification time, rate,
-    /// streams): equal keys mean equal decoded audio.
+    /// Identity of `path` decoded by this loader (the file's content, its format, the rate and
+    /// the streams): equal keys mean equal decoded audio. The content, not the path or the
+    /// modification time: a copied, moved, re-linked or touched file keeps its entry (a data
+    /// set copied afresh decodes nothing again), and an edited one gets a new entry.
+    ///
+    /// Errors: the file cannot be read (naming it).
     pub(crate) fn key(&self, path: &Path, limit: Option<usize>) -> Result<u64, AudioError> {
-        let meta = fs::metadata(path).map_err(|e| AudioError::new(path, format!("cannot open: {e}")))?;
-        let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
-        let abs = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        let mut id = format!("{}|{}|{}|{:?}|{:?}", abs.display(), meta.len(), mtime, self.rate, limit);
+        let (len, content) = content_hash(path).map_err(|e| AudioError::new(path, format!("cannot read: {e}")))?;
+        let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+        let mut id = format!("content-v2|{content:032x}|{len}|{ext}|{:?}|{:?}", self.rate, limit);
         // MP4/M4A entries cached before the decoder applied edit lists kept the encoder's
         // priming and padding: a new key makes them decode again.
-        let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
         if matches!(ext.as_str(), "mp4" | "m4a" | "m4b" | "mov") {
             id.push_str("|mp4-edit-list");
         }
         Ok(fnv1a(id.as_bytes()))
     }
+}
+
+/// Length and 128-bit xxh3 hash of the file's bytes (stable across versions and machines).
+fn content_hash(path: &Path) -> std::io::Result<(u64, u128)> {
+    let mut file = fs::File::open(path)?;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                len += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((len, hasher.digest128()))
 }
 
 /// 64-bit FNV-1a: stable across Rust versions, unlike `DefaultHasher`.
@@ -220,6 +241,20 @@ mod tests {
         };
         write_entry(&entry, std::slice::from_ref(&marked)).unwrap();
         assert_eq!(loader.load(&wav).unwrap(), marked);
+
+        // The key is the content: a copy elsewhere, with a new modification time, finds the
+        // same entry (a data set copied or re-linked afresh decodes nothing again)...
+        let copy = dir.path().join("elsewhere/b.wav");
+        fs::create_dir_all(copy.parent().unwrap()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::copy(&wav, &copy).unwrap();
+        assert_eq!(loader.load(&copy).unwrap(), marked);
+        // ...and an edited file of the same length is decoded afresh.
+        let edited = Audio { sample_rate: 8000, channels: vec![vec![0.25; 800], vec![-0.25; 800]] };
+        write_wav(&copy, &edited).unwrap();
+        assert_eq!(fs::metadata(&copy).unwrap().len(), fs::metadata(&wav).unwrap().len());
+        assert_eq!(loader.load(&copy).unwrap().audio, edited);
+        assert_eq!(fs::read_dir(dir.path().join("cache")).unwrap().count(), 2);
     }
 
     #[test]
