@@ -57,11 +57,27 @@ fn split(path: &Path) -> Result<(&Path, String), WriteError> {
     Ok((dir, name.to_string_lossy().into_owned()))
 }
 
+/// A tempfile builder whose files and folders get the permissions a plain `open`/`mkdir`
+/// gives them: `mode` less the process umask (0644 and 0755 with the usual umask 022), not
+/// the temp files' private 0600/0700, which would stay on the renamed result and lock other
+/// users out of shared stems and weights. Windows has no modes.
+fn builder<'a>(mode: u32) -> Builder<'a, 'a> {
+    let mut b = Builder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(mode));
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    b
+}
+
 /// A hidden temp file beside `path`; `ext` is appended after the mark for writers that
 /// choose the format by extension.
 fn temp_beside(path: &Path, ext: &str) -> Result<NamedTempFile, WriteError> {
     let (dir, name) = split(path)?;
-    Builder::new()
+    builder(0o666)
         .prefix(&format!(".{name}."))
         .suffix(&format!("{TEMP_MARK}{ext}"))
         .tempfile_in(dir)
@@ -136,7 +152,7 @@ impl StagedDir {
     pub fn new(target: &Path) -> Result<Self, WriteError> {
         let (parent, name) = split(target)?;
         std::fs::create_dir_all(parent).map_err(fail(target, "cannot create the parent folder"))?;
-        let temp = Builder::new()
+        let temp = builder(0o777)
             .prefix(&format!(".{name}."))
             .suffix(TEMP_MARK)
             .tempdir_in(parent)
@@ -363,6 +379,26 @@ mod tests {
         assert_eq!(std::fs::read(target.join("vocals.wav")).unwrap(), b"v3");
         assert_eq!(std::fs::read(target.join("accompaniment.wav")).unwrap(), b"a3");
         assert_eq!(listing(&dir.path().join("out")), ["song"], "the old folder is gone");
+    }
+
+    /// Files and folders get `0666`/`0777` less the umask, as `open`/`mkdir` give them.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn written_files_and_folders_get_the_umask_permissions_not_private_ones() {
+        use std::os::unix::fs::PermissionsExt;
+        // Read without changing it (umask(2) sets as it reads, racing other test threads).
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let umask = status.lines().find_map(|l| l.strip_prefix("Umask:")).expect("Umask line").trim();
+        let umask = u32::from_str_radix(umask, 8).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.wav");
+        write_bytes(&file, b"x").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&file), 0o666 & !umask, "umask {umask:o}");
+        let target = dir.path().join("song");
+        stage(&target, &[("vocals.wav", b"1")]).commit(false).unwrap();
+        assert_eq!(mode(&target), 0o777 & !umask);
+        assert_eq!(mode(&target.join("vocals.wav")), 0o666 & !umask);
     }
 
     #[test]
