@@ -15,8 +15,8 @@
 //!
 //! Chain order, the signal flow of a mix (and the order of the draws, which is part of a
 //! seed's random stream): backing vocals; per stem (vocals, then accompaniment): stereo
-//! placement, EQ, reverb; band-limiting of the accompaniment; mix-bus dynamics; the
-//! delivery format's noise floor.
+//! placement, EQ, reverb; band-limiting of the accompaniment; exposed vocals (the
+//! accompaniment turned down); mix-bus dynamics; the delivery format's noise floor.
 
 use std::cell::RefCell;
 use std::f64::consts::{FRAC_PI_4, PI, SQRT_2};
@@ -29,8 +29,16 @@ use super::config::TrainConfig;
 use crate::audio::Audio;
 
 /// The config keys of the augmentations' probabilities (0 = off, nothing drawn).
-pub const PROBABILITY_KEYS: [&str; 7] =
-    ["eq_prob", "reverb_prob", "stereo_prob", "dynamics_prob", "band_limit_prob", "backing_prob", "noise_floor_prob"];
+pub const PROBABILITY_KEYS: [&str; 8] = [
+    "eq_prob",
+    "reverb_prob",
+    "stereo_prob",
+    "dynamics_prob",
+    "band_limit_prob",
+    "backing_prob",
+    "noise_floor_prob",
+    "exposed_prob",
+];
 
 /// Applies the enabled ops to one example's stereo stems (see the module docs for the order).
 /// Draws nothing when every op is off.
@@ -52,6 +60,9 @@ pub fn augment(vocals: &mut Audio, accompaniment: &mut Audio, cfg: &TrainConfig,
     if let Some(cutoff_hz) = draw_band_limit(cfg, rng) {
         *accompaniment = band_limit(accompaniment, cutoff_hz);
     }
+    if let Some(db) = draw_exposed(cfg, rng) {
+        *accompaniment = turned_down(accompaniment, db);
+    }
     if let Some(d) = draw_dynamics(cfg, rng) {
         let (v, a) = dynamics(vocals, accompaniment, &d);
         (*vocals, *accompaniment) = (v, a);
@@ -71,6 +82,7 @@ pub fn validate(cfg: &TrainConfig) -> anyhow::Result<()> {
         cfg.band_limit_prob,
         cfg.backing_prob,
         cfg.noise_floor_prob,
+        cfg.exposed_prob,
     ];
     for (name, p) in PROBABILITY_KEYS.into_iter().zip(probs) {
         anyhow::ensure!((0.0..=1.0).contains(&p), "{name} must be a probability in [0, 1], got {p}");
@@ -85,6 +97,7 @@ pub fn validate(cfg: &TrainConfig) -> anyhow::Result<()> {
         ("band_limit_hz", cfg.band_limit_hz, 100.0),
         ("backing_db", cfg.backing_db, f64::NEG_INFINITY),
         ("noise_floor_dbfs", cfg.noise_floor_dbfs, -200.0),
+        ("exposed_db", cfg.exposed_db, 0.0),
     ];
     for (name, (lo, hi), min) in ranges {
         anyhow::ensure!(lo.is_finite() && hi.is_finite() && lo <= hi, "{name} must be (low, high), got ({lo}, {hi})");
@@ -706,6 +719,21 @@ pub enum NoiseFloor {
     White { rms: f32, seed: u64 },
 }
 
+/// With probability `exposed_prob`: by how many dB the accompaniment is turned down.
+pub fn draw_exposed(cfg: &TrainConfig, rng: &mut ChaCha8Rng) -> Option<f64> {
+    enabled(cfg.exposed_prob, rng).then(|| uniform(rng, cfg.exposed_db))
+}
+
+/// `x` turned down by `db`: with the vocals as they were, an exposed voice over a quiet
+/// arrangement (what an a-cappella break or a sparse verse sounds like). Full mixes put the
+/// voice near the accompaniment's level; a model trained only on those learns to remove
+/// part of a voice that stands alone.
+pub fn turned_down(x: &Audio, db: f64) -> Audio {
+    let mut out = x.clone();
+    out.scale(db_to_gain(-db) as f32);
+    out
+}
+
 pub fn draw_noise_floor(cfg: &TrainConfig, rng: &mut ChaCha8Rng) -> Option<NoiseFloor> {
     if !enabled(cfg.noise_floor_prob, rng) {
         return None;
@@ -759,6 +787,7 @@ mod tests {
             band_limit_prob: 0.0,
             backing_prob: 0.0,
             noise_floor_prob: 0.0,
+            exposed_prob: 0.0,
             ..TrainConfig::default()
         }
     }
@@ -773,6 +802,7 @@ mod tests {
             band_limit_prob: 1.0,
             backing_prob: 1.0,
             noise_floor_prob: 1.0,
+            exposed_prob: 1.0,
             ..TrainConfig::default()
         }
     }
@@ -838,6 +868,9 @@ mod tests {
     fn op_dynamics(v: &Audio, a: &Audio, c: &TrainConfig, r: &mut ChaCha8Rng) -> Option<(Audio, Audio)> {
         draw_dynamics(c, r).map(|d| dynamics(v, a, &d))
     }
+    fn op_exposed(v: &Audio, a: &Audio, c: &TrainConfig, r: &mut ChaCha8Rng) -> Option<(Audio, Audio)> {
+        draw_exposed(c, r).map(|db| (v.clone(), turned_down(a, db)))
+    }
     fn op_noise_floor(v: &Audio, a: &Audio, c: &TrainConfig, r: &mut ChaCha8Rng) -> Option<(Audio, Audio)> {
         draw_noise_floor(c, r).map(|n| (v.clone(), noise_floor(v, a, n)))
     }
@@ -855,6 +888,7 @@ mod tests {
             ("backing", op_backing as Op, (|c, p| c.backing_prob = p) as Set),
             ("dynamics", op_dynamics as Op, (|c, p| c.dynamics_prob = p) as Set),
             ("noise_floor", op_noise_floor as Op, (|c, p| c.noise_floor_prob = p) as Set),
+            ("exposed", op_exposed as Op, (|c, p| c.exposed_prob = p) as Set),
         ]
     }
 
@@ -881,6 +915,25 @@ mod tests {
                 assert_eq!((v3, a3), (v2, a2), "{name}");
             }
         }
+    }
+
+    #[test]
+    fn exposed_vocals_turn_the_accompaniment_down_by_the_drawn_level() {
+        let (v, a) = stems(RATE, 2);
+        let cfg = TrainConfig { exposed_prob: 1.0, exposed_db: (20.0, 20.0), ..off() };
+        let db = draw_exposed(&cfg, &mut step_rng(0, 0)).expect("on");
+        assert_eq!(db, 20.0);
+        let quiet = turned_down(&a, db);
+        assert!((rel_err(&quiet, &a) - 0.9).abs() < 1e-6, "{}", rel_err(&quiet, &a));
+        let (mut v2, mut a2) = (v.clone(), a.clone());
+        augment(&mut v2, &mut a2, &cfg, &mut step_rng(0, 0));
+        assert_eq!((v2, a2), (v, quiet), "the vocals stay as they were");
+        // Drawn from the range, off at probability 0 (nothing drawn).
+        let cfg = TrainConfig { exposed_prob: 1.0, ..off() };
+        let mut rng = step_rng(1, 0);
+        let draws: Vec<f64> = (0..200).map(|_| draw_exposed(&cfg, &mut rng).unwrap()).collect();
+        assert!(draws.iter().all(|d| (6.0..30.0).contains(d)) && draws.iter().any(|d| *d > 25.0));
+        assert_eq!(draw_exposed(&off(), &mut rng), None);
     }
 
     #[test]

@@ -129,6 +129,12 @@ pub struct TrainConfig {
     pub noise_floor_prob: f64,
     /// The white noise's RMS level range, dBFS.
     pub noise_floor_dbfs: (f64, f64),
+    /// Exposed vocals: the accompaniment turned down by `exposed_db` (a sparse arrangement,
+    /// an a-cappella break), so the model also hears voices that stand alone. 0 = off (the
+    /// default, so earlier configs train as they did).
+    pub exposed_prob: f64,
+    /// How far the accompaniment is turned down, dB (uniform).
+    pub exposed_db: (f64, f64),
 
     /// Validation: fixed chunks for the loss, and at most this many seconds per track
     /// through the streaming engine for SDR.
@@ -196,6 +202,8 @@ impl Default for TrainConfig {
             backing_db: (-12.0, -4.0),
             noise_floor_prob: 0.5,
             noise_floor_dbfs: (-120.0, -70.0),
+            exposed_prob: 0.0,
+            exposed_db: (6.0, 30.0),
             val_chunks: 16,
             val_seconds: 30.0,
         }
