@@ -96,9 +96,8 @@ pub fn weights_from_checkpoint(ck: &Checkpoint, options: &ExportOptions) -> anyh
     Ok(Weights::new(c.model(), c.stft, provenance, tensors)?)
 }
 
-/// The commit checked out in the current directory's git work tree (`git rev-parse
-/// HEAD`); `None` outside a work tree or without git.
+/// The git commit this `isola` was built from (recorded at build time by `build.rs`;
+/// uncommitted changes are not marked), `None` for a build outside a git checkout.
 pub fn git_commit() -> Option<String> {
-    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
+    option_env!("ISOLA_GIT_COMMIT").map(str::to_owned)
 }

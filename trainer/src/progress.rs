@@ -82,6 +82,8 @@ impl Progress {
     /// from this point).
     pub fn set_position(&self, pos: u64) {
         self.bar.set_position(pos);
+        // The bar's own rate would count the jump as steps done in no time.
+        self.bar.reset_eta();
         let mut l = self.lock();
         (l.started, l.start_pos) = (Instant::now(), pos);
     }

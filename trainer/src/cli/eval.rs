@@ -71,10 +71,15 @@ pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
     // One data set at a time, so every track keeps the name of the `--data` it came from.
     // Tracks stay in the cache's files when there is a cache: one at a time is read.
     let (mut tracks, mut sets, mut loose) = (Vec::new(), Vec::new(), 0);
+    // Split folders seen, to name them when --split matches none.
+    let mut splits = std::collections::BTreeSet::new();
     for spec in &args.data {
         let (found, problems) = discover_all([spec]);
         let mut entries = Vec::new();
         for e in found {
+            if let Some(s) = &e.split {
+                splits.insert(s.clone());
+            }
             if matches!(e.source, Source::Loose(..)) {
                 loose += 1;
             } else if args.split.is_none() || e.split == args.split {
@@ -96,7 +101,16 @@ pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
     if loose > 0 && !args.quiet {
         println!("ignoring {loose} loose vocal/instrumental file(s): eval needs aligned stems");
     }
-    anyhow::ensure!(!tracks.is_empty(), "no tracks to evaluate");
+    if tracks.is_empty() {
+        match &args.split {
+            Some(split) if !splits.contains(split) => {
+                let found: Vec<&str> = splits.iter().map(String::as_str).collect();
+                let found = if found.is_empty() { "none".to_owned() } else { found.join(", ") };
+                anyhow::bail!("no tracks in split folder {split:?} (split folders found: {found})");
+            }
+            _ => anyhow::bail!("no tracks to evaluate (eval needs folders of aligned stems)"),
+        }
+    }
     if let Some(secs) = args.max_seconds {
         if !args.quiet {
             println!("--max-seconds {secs}: scoring each track's {secs} s with the most vocal energy");

@@ -79,10 +79,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// A weights error naming the file once: IO errors already name it.
+/// A weights error naming the file once: IO errors already name it. A training checkpoint
+/// is named as one, with the command that turns it into weights.
 fn named(e: isola_engine::WeightsError, path: &Path, what: &str) -> anyhow::Error {
     if matches!(e, isola_engine::WeightsError::Io { .. }) {
         e.into()
+    } else if crate::train::checkpoint::is_checkpoint(path) {
+        anyhow::anyhow!(
+            "{} is a training checkpoint, not {what}: export it first \
+             (isola export {} -o weights.safetensors), then pass weights.safetensors",
+            path.display(),
+            path.display()
+        )
     } else {
         anyhow::Error::new(e).context(format!("cannot load {what} {}", path.display()))
     }

@@ -149,6 +149,9 @@ struct Setup {
 }
 
 fn separate_one(args: &SeparateArgs, setup: &Setup, input: &Path, dir: &Path) -> anyhow::Result<()> {
+    if input.is_dir() {
+        anyhow::bail!("{} is a folder: pass the audio files in it (e.g. {}/*.wav)", input.display(), input.display());
+    }
     if let Some(why) = refuse_existing(dir, args.overwrite) {
         anyhow::bail!(why);
     }

@@ -90,6 +90,11 @@ pub(super) fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
         print!("{}", crate::train::config::EXAMPLE);
         return Ok(ExitCode::SUCCESS);
     }
+    // The default run folder is a new run's; continuing one needs to say which.
+    anyhow::ensure!(
+        !args.resume || args.out.is_some() || args.config.is_some(),
+        "--resume needs the run folder to continue: --out DIR"
+    );
     let mut cfg = match &args.config {
         Some(path) => TrainConfig::load(path)?,
         None => TrainConfig::default(),
@@ -136,11 +141,18 @@ pub(super) fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
         None => Start::from(args.resume),
     };
     let out = cfg.out.clone();
+    let mut resume = format!("isola train --resume --out {}", shell_quote(&out.display().to_string()));
+    if args.skip_bad {
+        resume.push_str(" --skip-bad");
+    }
+    if let Some(n) = args.progress_every {
+        resume.push_str(&format!(" --progress-every {n}"));
+    }
     let opts = RunOptions {
         skip_bad: args.skip_bad,
         progress: Style::detect(args.quiet),
         progress_every: args.progress_every,
-        stop: Some(stop_on_signal()?),
+        stop: Some(stop_on_signal(resume.clone(), crate::train::checkpoint_path(&out))?),
     };
     match crate::train::run(cfg, start, opts)? {
         RunEnd::Finished(state) => {
@@ -153,10 +165,6 @@ pub(super) fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         RunEnd::Stopped { .. } => {
-            let mut resume = format!("isola train --resume --out {}", shell_quote(&out.display().to_string()));
-            if args.skip_bad {
-                resume.push_str(" --skip-bad");
-            }
             println!("resume with: {resume}");
             Ok(ExitCode::from(INTERRUPTED))
         }
@@ -168,14 +176,18 @@ const INTERRUPTED: u8 = 130;
 
 /// A flag set by the first SIGINT or SIGTERM (Ctrl-C on Windows): the run writes a
 /// checkpoint after the step in progress and ends. A second signal exits at once, losing
-/// the steps since the last checkpoint. Installed once per process.
-fn stop_on_signal() -> anyhow::Result<Arc<AtomicBool>> {
+/// the steps since the last checkpoint, and says how to resume from that one (`resume`, the
+/// command; `checkpoint`, where it is). Installed once per process.
+fn stop_on_signal(resume: String, checkpoint: PathBuf) -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     ctrlc::set_handler(move || {
         // ctrlc runs this on its own thread, not in the signal handler: printing is safe.
         if flag.swap(true, Ordering::SeqCst) {
             eprintln!("second interrupt: exiting now without a checkpoint");
+            if checkpoint.exists() {
+                eprintln!("resume from the last checkpoint with: {resume}");
+            }
             std::process::exit(i32::from(INTERRUPTED));
         }
         eprintln!(

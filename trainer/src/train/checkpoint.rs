@@ -99,6 +99,12 @@ pub fn save(
     Ok(())
 }
 
+/// Whether `path` is a training checkpoint (a readable file with the checkpoint format tag);
+/// for error messages that would otherwise call it "not weights".
+pub fn is_checkpoint(path: &Path) -> bool {
+    TensorFile::read(path).is_ok_and(|f| f.metadata().get(FORMAT_KEY).map(String::as_str) == Some(FORMAT_TAG))
+}
+
 /// Reads a checkpoint written by [`save`], putting its tensors on `device` (f32).
 ///
 /// Errors name `path`: unreadable file, not a safetensors file or not a checkpoint
@@ -119,6 +125,13 @@ pub fn load(path: &Path, device: &Device) -> anyhow::Result<Checkpoint> {
         return Err(bad("no metadata"));
     }
     if info.get(FORMAT_KEY).map(String::as_str) != Some(FORMAT_TAG) {
+        if info.contains_key("format") {
+            anyhow::bail!(
+                "{}: these are exported weights (what isola export makes), not a training checkpoint: \
+                 use them as they are (--weights), or fine-tune from them (isola train --init)",
+                path.display()
+            );
+        }
         return Err(bad("wrong format tag"));
     }
     let json = |key: &str| info.get(key).ok_or_else(|| bad(&format!("no {}", key.trim_start_matches("isola."))));
@@ -192,7 +205,15 @@ impl InitWeights {
             let source = format!("built-in default {:?}", weights.meta.provenance.name);
             return Ok(Self { source, weights });
         }
-        let file = TensorFile::read(spec).with_context(|| "cannot read the --init weights")?;
+        let file = TensorFile::read(spec).with_context(|| {
+            // A bare word that is not a file is most likely a misspelt `default`.
+            let bare = spec.components().count() == 1 && spec.extension().is_none() && !spec.exists();
+            if bare {
+                "cannot read the --init weights (`default` names the built-in weights)"
+            } else {
+                "cannot read the --init weights"
+            }
+        })?;
         if file.metadata().get(FORMAT_KEY).map(String::as_str) == Some(FORMAT_TAG) {
             drop(file);
             let ck = load(spec, &Device::Cpu)?;

@@ -74,7 +74,6 @@ impl RunEnd {
 /// from the init weights', each difference named.
 pub fn run(cfg: TrainConfig, start: impl Into<Start>, opts: RunOptions) -> anyhow::Result<RunEnd> {
     let quiet = opts.progress == Style::Quiet;
-    std::fs::create_dir_all(&cfg.out).with_context(|| format!("cannot create {}", cfg.out.display()))?;
     let ck_path = checkpoint_path(&cfg.out);
     let (cfg, ck, init) = match start.into() {
         Start::Resume => {
@@ -120,6 +119,8 @@ pub fn run(cfg: TrainConfig, start: impl Into<Start>, opts: RunOptions) -> anyho
         }
         None => println!("no decoded-audio cache (this system names no cache folder): pass --cache DIR"),
     }
+    // Only now that every check has passed: a failed command leaves no empty run folder.
+    std::fs::create_dir_all(&cfg.out).with_context(|| format!("cannot create {}", cfg.out.display()))?;
     let log_path = cfg.out.join("log.csv");
     let mut rows = log::read(&log_path)?;
     rows.retain(|r| ck.as_ref().is_some_and(|c| r.step <= c.state.step));
