@@ -4,7 +4,7 @@
 //! the latency is cut off, so the stems line up with the input sample for sample
 //! and have its length.
 
-use indicatif::ProgressBar;
+use crate::progress::Progress;
 use isola_engine::render::{DEFAULT_BLOCK, Render};
 use isola_engine::rt::Precision;
 use isola_engine::worker::{Worker, WorkerConfig, preferred_device};
@@ -24,7 +24,7 @@ pub struct Stems {
 /// Separates `input` (mono or stereo, any rate the engine accepts) with the light model
 /// alone (the plugin's Quality = Light, at the default weight precision), advancing `bar`
 /// by input frames when given.
-pub fn separate(weights: &Weights, input: &Audio, bar: Option<&ProgressBar>) -> anyhow::Result<Stems> {
+pub fn separate(weights: &Weights, input: &Audio, bar: Option<&Progress>) -> anyhow::Result<Stems> {
     separate_with(weights, Precision::default(), None, input, bar)
 }
 
@@ -37,7 +37,7 @@ pub fn separate_with(
     precision: Precision,
     worker: Option<&Weights>,
     input: &Audio,
-    bar: Option<&ProgressBar>,
+    bar: Option<&Progress>,
 ) -> anyhow::Result<Stems> {
     let n_ch = input.n_channels();
     let mut sep = Separator::new(RtMaskNet::with_precision(weights, precision)?);

@@ -125,6 +125,8 @@ fn eval_scores_model_and_baselines_and_writes_reports() {
     write_wav(&intro.join("accompaniment.wav"), &t.accompaniment).unwrap();
     let (ok, log) = isola(&["eval", "--data", s(&d.path().join("intro")), "--max-seconds", "1.5", "--out", s(&out)]);
     assert!(ok && log.contains("scoring each track's 1.5 s with the most vocal energy"), "{log}");
+    // Not a terminal: progress comes as plain lines (here only the last, at 100 %).
+    assert!(log.contains("scoring: audio frame 24000/24000 (100.0 %)"), "{log}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
     let mixture = json["summary"].as_array().unwrap().iter().find(|x| x["method"] == "mixture").unwrap();

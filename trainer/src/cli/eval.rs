@@ -123,9 +123,9 @@ pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
             t.accompaniment = Clip::Ram(t.accompaniment.slice_padded(start, n));
         }
     }
-    let bar = frames_bar(tracks.iter().map(|t| t.vocals.frames() as u64).sum(), args.quiet);
+    let bar = frames_bar(tracks.iter().map(|t| t.vocals.frames() as u64).sum(), args.quiet, "scoring");
     let result = evaluate(&tracks, &sets, &weights, args.precision, worker.as_ref(), args.input_bits, &bar)?;
-    bar.finish_and_clear();
+    bar.finish();
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let json = args.out.join("eval.json");

@@ -13,8 +13,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use isola_engine::Weights;
+
+use crate::progress::{Progress, Style};
 
 pub use self::data::{CheckArgs, DataCommand, RemixArgs, SynthArgs};
 pub use self::eval::EvalArgs;
@@ -123,16 +124,9 @@ pub fn parse_precision(name: &str) -> Result<isola_engine::rt::Precision, String
     })
 }
 
-/// A bar counting audio frames, hidden when `quiet`.
-pub fn frames_bar(total: u64, quiet: bool) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:20!} [{bar:30}] {percent:>3}% {elapsed_precise} ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar
+/// Progress counting audio frames (`what` names the job in plain lines): a bar on a
+/// terminal, lines in a log, nothing when `quiet`.
+pub fn frames_bar(total: u64, quiet: bool, what: &str) -> Progress {
+    let template = "{msg:20!} [{bar:30}] {percent:>3}% {elapsed_precise} ETA {eta}";
+    Progress::new(Style::detect(quiet), &format!("{what}: audio frame"), total, template)
 }

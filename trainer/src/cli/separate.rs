@@ -162,11 +162,11 @@ fn separate_one(args: &SeparateArgs, setup: &Setup, input: &Path, dir: &Path) ->
     if let Some(note) = sanitised_note(&audio) {
         eprintln!("warning: {}: {note}", input.display());
     }
-    let bar = frames_bar(audio.frames() as u64, args.quiet);
+    let bar = frames_bar(audio.frames() as u64, args.quiet, "separating");
     bar.set_message(dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
     let stems = separate_with(&setup.weights, args.precision, setup.worker.as_ref(), &audio, Some(&bar))
         .with_context(|| format!("separating {}", input.display()))?;
-    bar.finish_and_clear();
+    bar.finish();
     let replaced = write_track(dir, &stems.vocals, &stems.accompaniment, args.overwrite)?;
     if !args.quiet {
         println!("{} -> {}{}", input.display(), dir.display(), if replaced { " (replaced)" } else { "" });

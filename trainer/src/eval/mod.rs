@@ -7,13 +7,13 @@
 pub mod baselines;
 pub mod report;
 
-use indicatif::ProgressBar;
 use isola_engine::Weights;
 use serde::Serialize;
 
 use crate::audio::Chunks;
 use crate::data::TrackAudio;
 use crate::metrics::{TrackScores, evaluate_track, mean, nanmedian};
+use crate::progress::Progress;
 use crate::separate::{Stems, separate_with};
 use isola_engine::rt::Precision;
 
@@ -110,7 +110,7 @@ pub fn evaluate<S: Chunks>(
     precision: Precision,
     worker: Option<&Weights>,
     input_bits: Option<u32>,
-    bar: &ProgressBar,
+    bar: &Progress,
 ) -> anyhow::Result<EvalReport> {
     anyhow::ensure!(sets.len() == tracks.len(), "one data-set name per track");
     if let Some(bits) = input_bits {
