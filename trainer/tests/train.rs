@@ -158,9 +158,10 @@ fn killed_run_resumes_to_the_uninterrupted_result() {
 }
 
 /// `isola train` with stdout piped (a log file): waits until a progress line for `step`
-/// shows, then sends `signals` SIGINTs, each once the previous one was acknowledged on
-/// stderr. Returns the exit code, stdout and stderr.
-fn interrupt_training(cfg_path: &Path, step: u64, signals: usize) -> (Option<i32>, String, String) {
+/// shows, then sends `signals` (`INT` as Ctrl-C does, `TERM` as `kill` and job schedulers
+/// do), each once the previous one was acknowledged on stderr. Returns the exit code,
+/// stdout and stderr.
+fn interrupt_training(cfg_path: &Path, step: u64, signals: &[&str]) -> (Option<i32>, String, String) {
     use std::io::{BufRead, BufReader, Read};
     use std::process::Stdio;
     let mut child = Command::new(env!("CARGO_BIN_EXE_isola"))
@@ -183,8 +184,8 @@ fn interrupt_training(cfg_path: &Path, step: u64, signals: usize) -> (Option<i32
     }
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut err = String::new();
-    for k in 0..signals {
-        let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    for (k, signal) in signals.iter().enumerate() {
+        let kill = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
         assert!(kill.success(), "signal {k} could not be sent: the run had ended");
         // The handler's acknowledgement, before the next signal (signals do not queue).
         let mut line = String::new();
@@ -201,7 +202,7 @@ fn interrupt_training(cfg_path: &Path, step: u64, signals: usize) -> (Option<i32
 }
 
 #[test]
-fn ctrl_c_checkpoints_the_step_prints_the_resume_command_and_a_second_one_exits_at_once() {
+fn sigterm_or_ctrl_c_checkpoints_the_step_prints_the_resume_command_and_a_second_exits_at_once() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
     dataset(&data);
@@ -212,7 +213,7 @@ fn ctrl_c_checkpoints_the_step_prints_the_resume_command_and_a_second_one_exits_
     let out = d.path().join("runs/stopped");
     let cfg_path = d.path().join("stopped.toml");
     write_config(&TrainConfig { checkpoint_every: 1000, ..config(&data, &out, 2) }, &cfg_path);
-    let (code, stdout, stderr) = interrupt_training(&cfg_path, 3, 1);
+    let (code, stdout, stderr) = interrupt_training(&cfg_path, 3, &["TERM"]);
     assert_eq!(code, Some(130), "{stdout}{stderr}");
     assert!(stderr.contains("interrupt: stopping after the current step with a checkpoint"), "{stderr}");
     let at = checkpoint::load(&out.join("checkpoint.safetensors"), &Device::Cpu).unwrap().state.step;
@@ -250,7 +251,7 @@ fn ctrl_c_checkpoints_the_step_prints_the_resume_command_and_a_second_one_exits_
     let cfg_path = d.path().join("abandoned.toml");
     let slow = TrainConfig { checkpoint_every: 1000, batch_size: 16, chunk_seconds: 4.0, ..config(&data, &out, 1) };
     write_config(&slow, &cfg_path);
-    let (code, stdout, stderr) = interrupt_training(&cfg_path, 3, 2);
+    let (code, stdout, stderr) = interrupt_training(&cfg_path, 3, &["INT", "INT"]);
     assert_eq!(code, Some(130), "{stdout}{stderr}");
     assert!(stderr.contains("second interrupt: exiting now without a checkpoint"), "{stderr}");
     assert!(!stdout.contains("stopped at step") && !stdout.contains("resume with"), "{stdout}");
