@@ -2,7 +2,7 @@
 //! at random points, bad inputs in a batch, existing outputs and odd names. Every input is
 //! synthesised here; the full disk is a real tmpfs mounted in a private mount namespace.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,8 @@ use isola_trainer::audio::Audio;
 use isola_trainer::audio::decode::decode_file;
 use isola_trainer::audio::wav::{TRACK_STEMS, write_wav};
 use isola_trainer::synth;
+
+mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_isola");
 const RATE: u32 = 22_050;
@@ -270,7 +272,7 @@ fn kills_at_random_points_of_separate_and_export_leave_no_partial_output() {
         (f.metadata().clone(), f.tensors().unwrap())
     };
     let earlier = content(&weights);
-    let train = write_checkpoint(&d.path().join("ck"));
+    let train = common::tiny_run(&d.path().join("ck")).join("checkpoint.safetensors");
     let t0 = Instant::now();
     let (ok, log) = isola(&["export", s(&train), "-o", s(&d.path().join("timing.safetensors"))]);
     assert!(ok, "{log}");
@@ -286,33 +288,4 @@ fn kills_at_random_points_of_separate_and_export_leave_no_partial_output() {
     let (ok, log) = isola(&["export", s(&train), "-o", s(&weights)]);
     assert!(ok && log.contains("replaced"), "{log}");
     assert_eq!(listing(d.path()).iter().filter(|n| n.starts_with('.')).count(), 0, "export removed stale temporaries");
-}
-
-/// A finished tiny training run's checkpoint (what `isola export` takes).
-fn write_checkpoint(dir: &Path) -> PathBuf {
-    let data = dir.join("data");
-    for k in 0..3u64 {
-        let split = if k < 2 { "train" } else { "test" };
-        let t = synth::track(8000, 3.0, 200 + k);
-        write_wav(&data.join(format!("{split}/s{k}/vocals.wav")), &t.vocals).unwrap();
-        write_wav(&data.join(format!("{split}/s{k}/accompaniment.wav")), &t.accompaniment).unwrap();
-    }
-    let mut c = isola_trainer::train::config::TrainConfig {
-        data: vec![data.to_str().unwrap().to_string()],
-        out: dir.join("run"),
-        hidden: 32,
-        gru_layers: 1,
-        batch_size: 2,
-        chunk_seconds: 1.0,
-        steps_per_epoch: 2,
-        epochs: 1,
-        val_chunks: 2,
-        cache: Some(dir.join(".cache")),
-        ..Default::default()
-    };
-    c.stft.sample_rate = 8000;
-    c.stft.fft_size = 256;
-    c.stft.hop = 64;
-    isola_trainer::train::run(c, false, isola_trainer::train::RunOptions::quiet()).unwrap().finished();
-    dir.join("run/checkpoint.safetensors")
 }

@@ -1,13 +1,10 @@
 //! The mistakes a newcomer makes in the first hour (found by a first-hour test with a new
 //! user) get messages that say what to do, and leave nothing behind.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use isola_trainer::audio::wav::write_wav;
-use isola_trainer::synth;
-use isola_trainer::train::RunOptions;
-use isola_trainer::train::config::TrainConfig;
+mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_isola");
 
@@ -21,37 +18,10 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// A data set of 3 tracks (2 train, 1 test) and a finished 2-step run: its run folder.
-fn tiny_run(dir: &Path) -> PathBuf {
-    let data = dir.join("data");
-    for k in 0..3u64 {
-        let split = if k < 2 { "train" } else { "test" };
-        let t = synth::track(8000, 3.0, 300 + k);
-        write_wav(&data.join(format!("{split}/s{k}/vocals.wav")), &t.vocals).unwrap();
-        write_wav(&data.join(format!("{split}/s{k}/accompaniment.wav")), &t.accompaniment).unwrap();
-    }
-    let mut c = TrainConfig {
-        data: vec![s(&data).to_string()],
-        out: dir.join("run"),
-        cache: Some(dir.join(".cache")),
-        hidden: 16,
-        gru_layers: 1,
-        batch_size: 2,
-        chunk_seconds: 1.0,
-        steps_per_epoch: 2,
-        epochs: 1,
-        val_chunks: 2,
-        ..Default::default()
-    };
-    (c.stft.sample_rate, c.stft.fft_size, c.stft.hop) = (8000, 256, 64);
-    isola_trainer::train::run(c, false, RunOptions::quiet()).unwrap().finished();
-    dir.join("run")
-}
-
 #[test]
 fn a_newcomers_mistakes_get_messages_that_say_what_to_do() {
     let d = tempfile::tempdir().unwrap();
-    let run = tiny_run(d.path());
+    let run = common::tiny_run(d.path());
     let ck = run.join("checkpoint.safetensors");
 
     // A training checkpoint where weights are wanted: export it first.
