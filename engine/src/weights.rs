@@ -21,6 +21,8 @@ use crate::tensor_file::{self, FormatError, TensorFile, TensorFileError};
 pub use crate::tensor_file::Tensor;
 
 pub const FORMAT_NAME: &str = "isola-weights";
+/// The metadata key holding [`FORMAT_NAME`].
+pub const FORMAT_KEY: &str = "format";
 pub const FORMAT_VERSION: u32 = 1;
 
 /// Why a weights file was rejected.
@@ -137,7 +139,7 @@ impl Weights {
         let meta_map = file.metadata();
         let get = |key: &'static str| meta_map.get(key).ok_or(WeightsError::MissingMetadata(key));
 
-        let format = get("format")?;
+        let format = get(FORMAT_KEY)?;
         if format != FORMAT_NAME {
             return Err(WeightsError::WrongFormat(format.clone()));
         }
@@ -156,7 +158,7 @@ impl Weights {
     /// The file's metadata map: format tag and version, configs and provenance as JSON.
     fn metadata(&self) -> HashMap<String, String> {
         HashMap::from([
-            ("format".to_string(), FORMAT_NAME.to_string()),
+            (FORMAT_KEY.to_string(), FORMAT_NAME.to_string()),
             ("format_version".to_string(), self.meta.format_version.to_string()),
             ("model_config".to_string(), to_json(&self.meta.model)),
             ("stft_config".to_string(), to_json(&self.meta.stft)),

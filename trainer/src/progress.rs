@@ -48,7 +48,6 @@ pub struct Progress {
 struct Lines {
     /// A line every this many items; `None`: every [`LINE_INTERVAL`].
     every: Option<u64>,
-    message: String,
     last_line: Instant,
     /// Where this process started counting, for the rate behind the ETA.
     started: Instant,
@@ -64,7 +63,7 @@ impl Progress {
         bar.set_length(total);
         bar.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
         let now = Instant::now();
-        let lines = Lines { every: None, message: String::new(), last_line: now, started: now, start_pos: 0 };
+        let lines = Lines { every: None, last_line: now, started: now, start_pos: 0 };
         Self { style, bar, what: what.to_owned(), lines: Mutex::new(lines) }
     }
 
@@ -72,10 +71,6 @@ impl Progress {
     pub fn lines_every(self, n: Option<u64>) -> Self {
         self.lock().every = n.map(|n| n.max(1));
         self
-    }
-
-    pub fn style(&self) -> Style {
-        self.style
     }
 
     /// Sets the count without printing a line (a resumed run starts here; the ETA counts
@@ -88,15 +83,8 @@ impl Progress {
         (l.started, l.start_pos) = (Instant::now(), pos);
     }
 
-    pub fn position(&self) -> u64 {
-        self.bar.position()
-    }
-
-    /// The bar's message, and the tail of each plain line.
+    /// The bar's message, and the tail of each plain line (a hidden bar keeps it too).
     pub fn set_message(&self, message: String) {
-        if self.style == Style::Lines {
-            self.lock().message.clone_from(&message);
-        }
         self.bar.set_message(message);
     }
 
@@ -129,7 +117,8 @@ impl Progress {
         } else {
             duration(elapsed.mul_f64(total.saturating_sub(pos) as f64 / done as f64))
         };
-        let message = if l.message.is_empty() { String::new() } else { format!(": {}", l.message) };
+        let message = self.bar.message();
+        let message = if message.is_empty() { message } else { format!(": {message}") };
         format!("{} {pos}/{total} ({percent:.1} %){message}; {} elapsed, ETA {eta}", self.what, duration(elapsed))
     }
 
@@ -149,11 +138,6 @@ impl Progress {
     /// Removes the bar (lines need no ending).
     pub fn finish(&self) {
         self.bar.finish_and_clear();
-    }
-
-    /// Seconds since this process started counting.
-    pub fn elapsed(&self) -> Duration {
-        self.lock().started.elapsed()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Lines> {

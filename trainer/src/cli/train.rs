@@ -164,7 +164,7 @@ pub(super) fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        RunEnd::Stopped { .. } => {
+        RunEnd::Stopped(_) => {
             println!("resume with: {resume}");
             Ok(ExitCode::from(INTERRUPTED))
         }

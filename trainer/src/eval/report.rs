@@ -84,13 +84,14 @@ pub fn windows_csv(r: &EvalReport) -> String {
     };
     let mut out = String::from("set,track,method,source,start_s,sdr_db\n");
     for t in &r.tracks {
+        let (set, track) = (quote(&t.set), quote(&t.name));
         for m in &t.methods {
             let Some(scores) = &m.scores else { continue };
+            let method = quote(m.method);
             for (source, s) in [("vocals", &scores.vocals), ("accompaniment", &scores.accompaniment)] {
                 for (i, sdr) in s.sdr_frames.iter().enumerate() {
                     let sdr = if sdr.is_finite() { format!("{sdr:.3}") } else { String::new() };
-                    let (set, track) = (quote(&t.set), quote(&t.name));
-                    let _ = writeln!(out, "{set},{track},{},{source},{i},{sdr}", quote(m.method));
+                    let _ = writeln!(out, "{set},{track},{method},{source},{i},{sdr}");
                 }
             }
         }

@@ -102,7 +102,12 @@ pub fn save(
 /// Whether `path` is a training checkpoint (a readable file with the checkpoint format tag);
 /// for error messages that would otherwise call it "not weights".
 pub fn is_checkpoint(path: &Path) -> bool {
-    TensorFile::read(path).is_ok_and(|f| f.metadata().get(FORMAT_KEY).map(String::as_str) == Some(FORMAT_TAG))
+    TensorFile::read(path).is_ok_and(|f| tagged(f.metadata()))
+}
+
+/// Whether a file's metadata carries the checkpoint format tag.
+fn tagged(meta: &HashMap<String, String>) -> bool {
+    meta.get(FORMAT_KEY).map(String::as_str) == Some(FORMAT_TAG)
 }
 
 /// Reads a checkpoint written by [`save`], putting its tensors on `device` (f32).
@@ -124,8 +129,8 @@ pub fn load(path: &Path, device: &Device) -> anyhow::Result<Checkpoint> {
     if info.is_empty() {
         return Err(bad("no metadata"));
     }
-    if info.get(FORMAT_KEY).map(String::as_str) != Some(FORMAT_TAG) {
-        if info.contains_key("format") {
+    if !tagged(info) {
+        if info.contains_key(isola_engine::weights::FORMAT_KEY) {
             anyhow::bail!(
                 "{}: these are exported weights (what isola export makes), not a training checkpoint: \
                  use them as they are (--weights), or fine-tune from them (isola train --init)",
@@ -214,7 +219,7 @@ impl InitWeights {
                 "cannot read the --init weights"
             }
         })?;
-        if file.metadata().get(FORMAT_KEY).map(String::as_str) == Some(FORMAT_TAG) {
+        if tagged(file.metadata()) {
             drop(file);
             let ck = load(spec, &Device::Cpu)?;
             let weights = crate::export::weights_from_checkpoint(&ck, &Default::default())
@@ -222,7 +227,7 @@ impl InitWeights {
             let source = format!("{} (checkpoint at step {})", spec.display(), ck.state.step);
             return Ok(Self { source, weights });
         }
-        let what = if file.metadata().contains_key("format") {
+        let what = if file.metadata().contains_key(isola_engine::weights::FORMAT_KEY) {
             "invalid weights"
         } else {
             "neither Isola weights (isola export) nor a training checkpoint"

@@ -1,7 +1,6 @@
 //! The epoch loop of `isola train`: steps, validation, logging, early
 //! stopping, checkpoints, and stopping on request (Ctrl-C) with a checkpoint.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -43,22 +42,16 @@ impl RunOptions {
 pub enum RunEnd {
     /// The step budget is spent, or validation stopped improving.
     Finished(TrainState),
-    /// [`RunOptions::stop`] was set; the checkpoint holds this step.
-    Stopped { state: TrainState, checkpoint: PathBuf },
+    /// [`RunOptions::stop`] was set; the checkpoint (`checkpoint_path(out)`) holds this step.
+    Stopped(TrainState),
 }
 
 impl RunEnd {
-    pub fn state(&self) -> &TrainState {
-        match self {
-            RunEnd::Finished(s) | RunEnd::Stopped { state: s, .. } => s,
-        }
-    }
-
     /// The state of a finished run; panics on a stopped one (tests).
     pub fn finished(self) -> TrainState {
         match self {
             RunEnd::Finished(s) => s,
-            RunEnd::Stopped { state, .. } => panic!("the run was stopped at step {}", state.step),
+            RunEnd::Stopped(state) => panic!("the run was stopped at step {}", state.step),
         }
     }
 }
@@ -225,7 +218,7 @@ pub fn run(cfg: TrainConfig, start: impl Into<Start>, opts: RunOptions) -> anyho
         if stop {
             bar.finish();
             println!("stopped at step {} of {total}: checkpoint written to {}", tr.state.step, ck_path.display());
-            return Ok(RunEnd::Stopped { state: tr.state, checkpoint: ck_path });
+            return Ok(RunEnd::Stopped(tr.state));
         }
         if tr.state.finished {
             break;
