@@ -52,6 +52,10 @@ pub enum ConfigError {
     FeatureFloor(i32),
     #[error("band dimension {0} must be within 0..={MAX_BAND_DIM} (0: no band split)")]
     BandDim(usize),
+    #[error("synthesis length {len} must be even and within 2 · hop ({min}) ..= fft size ({fft_size})")]
+    SynthesisLen { len: usize, min: usize, fft_size: usize },
+    #[error("a synthesis length (the low-latency window pair) needs window \"sqrt-hann\", not \"{0}\"")]
+    AsymmetricWindow(&'static str),
 }
 
 /// Largest [`ModelConfig::band_dim`].
@@ -93,17 +97,61 @@ impl Window {
     }
 }
 
+/// The low-latency (asymmetric) window pair of length `n` whose synthesis window spans only
+/// the newest `m` samples (`m` even, `m ≤ n`): analysis and synthesis windows, in that
+/// order. The analysis window rises over `n − m/2` samples as the first half of a sqrt-Hann
+/// window of length `2n − m` and falls over the last `m/2` as the second half of a sqrt-Hann
+/// window of length `m`; the synthesis window is zero but for the last `m` samples, where the
+/// two windows' product is a Hann window of length `m`, which overlap-adds to a constant at
+/// hops `m/2` and `m/4`. The algorithmic latency is then `m − 1` samples, not `n − 1`, while
+/// the frequency resolution stays that of `n` samples. With `m = n` it is the sqrt-Hann pair.
+///
+/// Sources: D. Mauler and R. Martin, "A low delay, variable resolution, perfect
+/// reconstruction spectral analysis-synthesis system for speech enhancement", EUSIPCO 2007;
+/// Z.-Q. Wang, G. Wichern, S. Watanabe and J. Le Roux, "STFT-domain neural speech
+/// enhancement with very low algorithmic latency", IEEE/ACM TASLP 31, 2023.
+pub fn asymmetric_windows(n: usize, m: usize) -> (Vec<f32>, Vec<f32>) {
+    let hann = |i: usize, len: usize| 0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / len as f64).cos();
+    let (rise, tail) = (n - m / 2, n - m);
+    let analysis: Vec<f64> =
+        (0..n).map(|i| if i < rise { hann(i, 2 * rise).sqrt() } else { hann(i - tail, m).sqrt() }).collect();
+    let synthesis = (0..n)
+        .map(|i| match i {
+            _ if i < tail => 0.0,
+            // Hann / analysis; the analysis window is only 0 at i = 0 (when m = n), where
+            // the Hann window is 0 as well.
+            _ if i < rise => {
+                if analysis[i] > 0.0 {
+                    hann(i - tail, m) / analysis[i]
+                } else {
+                    0.0
+                }
+            }
+            _ => hann(i - tail, m).sqrt(),
+        })
+        .map(|w| w as f32)
+        .collect();
+    (analysis.into_iter().map(|w| w as f32).collect(), synthesis)
+}
+
 /// How audio becomes frames. Stored with the weights: the model only means something on
 /// the frequency grid and frame rate it was trained on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StftConfig {
     /// Rate the model was trained at (Hz).
     pub sample_rate: u32,
-    /// Frame length in samples at `sample_rate`.
+    /// Frame (analysis window) length in samples at `sample_rate`.
     pub fft_size: usize,
     /// Samples between frames at `sample_rate`.
     pub hop: usize,
     pub window: Window,
+    /// Length in samples of the synthesis window of the low-latency window pair
+    /// ([`asymmetric_windows`]; `window` must be sqrt-Hann), which sets the algorithmic
+    /// latency to `synthesis_len − 1`. `None`: the symmetric pair, latency `fft_size − 1`.
+    /// Weights written before it existed read as `None`, and `None` is not written, so their
+    /// files stay as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthesis_len: Option<usize>,
 }
 
 impl Default for StftConfig {
@@ -111,7 +159,7 @@ impl Default for StftConfig {
     /// is fast in rustfft), so `isola train` without a config makes weights the shipped
     /// worker accepts.
     fn default() -> Self {
-        Self { sample_rate: 44_100, fft_size: 1008, hop: 252, window: Window::SqrtHann }
+        Self { sample_rate: 44_100, fft_size: 1008, hop: 252, window: Window::SqrtHann, synthesis_len: None }
     }
 }
 
@@ -119,6 +167,26 @@ impl StftConfig {
     /// Number of non-negative frequency bins, `fft_size / 2 + 1`.
     pub fn n_bins(&self) -> usize {
         self.fft_size / 2 + 1
+    }
+
+    /// Samples the synthesis window spans (the newest of each frame): `synthesis_len`, or the
+    /// whole frame.
+    pub fn synthesis_span(&self) -> usize {
+        self.synthesis_len.unwrap_or(self.fft_size)
+    }
+
+    /// Algorithmic latency of analysis + resynthesis in samples at `sample_rate`: the oldest
+    /// sample the synthesis window spans leaves when the frame's newest sample arrives.
+    pub fn latency_samples(&self) -> usize {
+        self.synthesis_span() - 1
+    }
+
+    /// Analysis and synthesis windows (`fft_size` each), in that order.
+    pub fn windows(&self) -> (Vec<f32>, Vec<f32>) {
+        match self.synthesis_len {
+            Some(m) => asymmetric_windows(self.fft_size, m),
+            None => (self.window.coefficients(self.fft_size), self.window.coefficients(self.fft_size)),
+        }
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -141,7 +209,15 @@ impl StftConfig {
         if self.hop == 0 || self.hop > max {
             return Err(ConfigError::Hop { hop: self.hop, max });
         }
-        if overlap_add_sum(self.window, self.fft_size, self.hop).iter().any(|&s| s < 1e-3) {
+        if let Some(len) = self.synthesis_len {
+            if self.window != Window::SqrtHann {
+                return Err(ConfigError::AsymmetricWindow(self.window.name()));
+            }
+            if !len.is_multiple_of(2) || len < 2 * self.hop || len > self.fft_size {
+                return Err(ConfigError::SynthesisLen { len, min: 2 * self.hop, fft_size: self.fft_size });
+            }
+        }
+        if overlap_add_sum(self).iter().any(|&s| s < 1e-3) {
             return Err(ConfigError::NotInvertible { window: self.window, fft_size: self.fft_size, hop: self.hop });
         }
         Ok(())
@@ -151,14 +227,19 @@ impl StftConfig {
     /// bins as wide in Hz, to within 2 % (0.5 % at 48 and 96 kHz; 4 % near 8 kHz, where the grid is coarse). The FFT size is the nearest size with only
     /// the prime factors 2, 3, 5, 7 (fast in rustfft) that keeps `hop / fft_size` exact, so
     /// the network sees what it saw in training at every rate (e.g. 1024/256 at 44.1 kHz →
-    /// 1120/280 at 48 kHz, 2240/560 at 96 kHz).
+    /// 1120/280 at 48 kHz, 2240/560 at 96 kHz). A synthesis length scales with the hop, so
+    /// the latency stays about the same in milliseconds.
     pub fn for_rate(&self, rate: f64) -> StftConfig {
         let target = self.fft_size as f64 * rate / self.sample_rate as f64;
-        // Smallest FFT-size step that keeps the hop an integer, and keeps sizes even.
+        // Smallest FFT-size step that keeps the hop and the synthesis length integers, and
+        // keeps sizes even.
+        let span = self.synthesis_span();
         let step = {
-            let q = self.fft_size / gcd(self.fft_size, self.hop);
+            let q = self.fft_size / gcd(self.fft_size, gcd(self.hop, span));
             if q.is_multiple_of(2) { q } else { 2 * q }
         };
+        // `step · x / fft_size` is an integer for x = hop and x = span by construction of `step`.
+        let scaled = |fft_size: usize, x: usize| fft_size / step * (step * x / self.fft_size);
         let smooth = |mut n: usize| {
             for p in [2, 3, 5, 7] {
                 while n.is_multiple_of(p) {
@@ -171,14 +252,15 @@ impl StftConfig {
         let fft_size = (0..)
             .flat_map(|d| [base + d, base.saturating_sub(d)])
             .map(|k| k.max(1) * step)
-            .find(|&n| smooth(n) && n >= MIN_FFT_SIZE)
+            // The asymmetric pair needs an even synthesis length.
+            .find(|&n| smooth(n) && n >= MIN_FFT_SIZE && scaled(n, span).is_multiple_of(2))
             .unwrap_or(self.fft_size);
         StftConfig {
             sample_rate: rate.round() as u32,
             fft_size,
-            // `step · hop / fft_size` is an integer by construction of `step`.
-            hop: fft_size / step * (step * self.hop / self.fft_size),
+            hop: scaled(fft_size, self.hop),
             window: self.window,
+            synthesis_len: self.synthesis_len.map(|m| scaled(fft_size, m)),
         }
     }
 }
@@ -189,10 +271,12 @@ fn gcd(a: usize, b: usize) -> usize {
 
 /// Sum of analysis·synthesis window products at each of the `hop` phases. Dividing by it
 /// makes overlap-add resynthesis exact for any window/hop pair where it is non-zero.
-pub fn overlap_add_sum(window: Window, fft_size: usize, hop: usize) -> Vec<f32> {
-    let w = window.coefficients(fft_size);
-    (0..hop)
-        .map(|phase| (phase..fft_size).step_by(hop).map(|i| (w[i] as f64) * (w[i] as f64)).sum::<f64>() as f32)
+pub fn overlap_add_sum(config: &StftConfig) -> Vec<f32> {
+    let (a, s) = config.windows();
+    (0..config.hop)
+        .map(|phase| {
+            (phase..config.fft_size).step_by(config.hop).map(|i| f64::from(a[i]) * f64::from(s[i])).sum::<f64>() as f32
+        })
         .collect()
 }
 
@@ -212,11 +296,13 @@ impl FrameGrid {
     /// both values: `"FFT size 256 (worker) vs 1008 (light)"`. Empty when they are equal.
     pub fn differences(&self, ours: &str, other: &FrameGrid, theirs: &str) -> Vec<String> {
         let (a, b) = (self.stft, other.stft);
+        let synthesis = |s: StftConfig| s.synthesis_len.map_or("the whole frame".to_owned(), |m| m.to_string());
         let fields = [
             ("sample rate", format!("{} Hz", a.sample_rate), format!("{} Hz", b.sample_rate)),
             ("FFT size", a.fft_size.to_string(), b.fft_size.to_string()),
             ("hop", a.hop.to_string(), b.hop.to_string()),
             ("window", a.window.name().to_owned(), b.window.name().to_owned()),
+            ("synthesis length", synthesis(a), synthesis(b)),
             ("frequency bins", self.n_bins.to_string(), other.n_bins.to_string()),
             ("lookahead (frames)", self.lookahead.to_string(), other.lookahead.to_string()),
         ];
@@ -228,13 +314,20 @@ impl FrameGrid {
     }
 }
 
+impl std::fmt::Display for StftConfig {
+    /// `44100 Hz 1008/252 sqrt-hann`, plus `synthesis 252` for the low-latency pair.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} Hz {}/{} {}", self.sample_rate, self.fft_size, self.hop, self.window.name())?;
+        if let Some(m) = self.synthesis_len {
+            write!(f, " synthesis {m}")?;
+        }
+        Ok(())
+    }
+}
+
 impl std::fmt::Display for FrameGrid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} Hz, FFT {}/{}, {} bins, lookahead {}",
-            self.stft.sample_rate, self.stft.fft_size, self.stft.hop, self.n_bins, self.lookahead
-        )
+        write!(f, "{}, {} bins, lookahead {}", self.stft, self.n_bins, self.lookahead)
     }
 }
 
@@ -578,10 +671,66 @@ mod tests {
     }
 
     #[test]
+    fn the_low_latency_pair_multiplies_to_a_short_hann_window() {
+        let (n, m) = (1008, 252);
+        let (a, s) = asymmetric_windows(n, m);
+        let hann = |i: usize| 0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / m as f64).cos();
+        for i in 0..n {
+            let product = f64::from(a[i]) * f64::from(s[i]);
+            let expected = if i < n - m { 0.0 } else { hann(i - (n - m)) };
+            assert!((product - expected).abs() < 1e-6, "{i}: {product} vs {expected}");
+            assert!(a[i].is_finite() && s[i].is_finite() && a[i] >= 0.0 && s[i] >= 0.0);
+        }
+        // The analysis window rises over the frame's first n − m/2 samples, then falls.
+        let peak = a.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).unwrap().0;
+        assert_eq!(peak, n - m / 2);
+        // Its full length is the frame, so the frequency resolution is that of n samples.
+        assert!(a[1] > 0.0 && a[n / 2] > 0.5);
+        // With m = n it is the symmetric sqrt-Hann pair.
+        let (a, s) = asymmetric_windows(512, 512);
+        let sqrt_hann = Window::SqrtHann.coefficients(512);
+        for i in 0..512 {
+            assert!((a[i] - sqrt_hann[i]).abs() < 1e-6 && (s[i] - sqrt_hann[i]).abs() < 1e-6, "{i}");
+        }
+    }
+
+    #[test]
+    fn synthesis_lengths_are_validated_serialised_and_scaled() {
+        let low = StftConfig { hop: 126, synthesis_len: Some(252), ..StftConfig::default() };
+        low.validate().unwrap();
+        assert_eq!((low.latency_samples(), StftConfig::default().latency_samples()), (251, 1007));
+        let err = |len| Err(ConfigError::SynthesisLen { len, min: 252, fft_size: 1008 });
+        for len in [251, 250, 1010] {
+            assert_eq!(StftConfig { synthesis_len: Some(len), ..low }.validate(), err(len));
+        }
+        assert_eq!(StftConfig { window: Window::Hann, ..low }.validate(), Err(ConfigError::AsymmetricWindow("hann")));
+        // Written only when set: files of symmetric weights are unchanged.
+        let json = serde_json::to_string(&StftConfig::default()).unwrap();
+        assert!(!json.contains("synthesis"), "{json}");
+        let json = serde_json::to_string(&low).unwrap();
+        assert_eq!(serde_json::from_str::<StftConfig>(&json).unwrap(), low);
+        // The synthesis window scales with the hop.
+        let at_48k = low.for_rate(48_000.0);
+        assert_eq!((at_48k.fft_size, at_48k.hop, at_48k.synthesis_len), (1080, 135, Some(270)));
+        at_48k.validate().unwrap();
+        // Two grids that differ only there are not interchangeable.
+        let model = ModelConfig::light(&low);
+        let diff = model.frame_grid(&low).differences(
+            "a",
+            &model.frame_grid(&StftConfig { hop: 126, ..low.for_rate(44_100.0) }),
+            "b",
+        );
+        assert!(diff.is_empty(), "{diff:?}");
+        let sym = StftConfig { synthesis_len: None, ..low };
+        let diff = model.frame_grid(&low).differences("low", &model.frame_grid(&sym), "symmetric");
+        assert_eq!(diff, ["synthesis length 252 (low) vs the whole frame (symmetric)"]);
+    }
+
+    #[test]
     fn sqrt_hann_overlap_adds_to_constant_at_quarter_and_half_hops() {
         for n in [512, 1024, 2048] {
             for hop in [n / 4, n / 2] {
-                let sums = overlap_add_sum(Window::SqrtHann, n, hop);
+                let sums = overlap_add_sum(&StftConfig { fft_size: n, hop, ..StftConfig::default() });
                 let expected = n as f32 / hop as f32 / 2.0;
                 for s in sums {
                     assert!((s - expected).abs() < 1e-4, "n={n} hop={hop} sum={s}");

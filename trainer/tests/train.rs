@@ -13,7 +13,7 @@ use isola_engine::candle_core::{DType, Device, Tensor};
 use isola_engine::candle_nn::VarBuilder;
 use isola_engine::config::tensor_names;
 use isola_engine::model::MaskNet;
-use isola_engine::{RtMaskNet, Weights};
+use isola_engine::{RtMaskNet, Separator, Weights};
 use isola_trainer::audio::wav::write_wav;
 use isola_trainer::export::ExportOptions;
 use isola_trainer::progress;
@@ -83,6 +83,33 @@ fn short_training_lowers_validation_loss_and_beats_the_mixture() {
     }
     // A second run in the same folder without --resume is refused.
     assert!(isola_trainer::train::run(config(&d.path().join("data"), &out, 4), false, RunOptions::quiet()).is_err());
+}
+
+/// The low-latency front end (an asymmetric window pair, issue 18): a model trained on it,
+/// with the waveform SDR term, learns; its exported weights carry the synthesis window and
+/// run in the separator at the short latency, at the model's rate and at twice it.
+#[test]
+fn training_on_the_low_latency_window_pair_learns_and_runs_at_its_latency() {
+    let d = tempfile::tempdir().unwrap();
+    dataset(&d.path().join("data"));
+    let out = d.path().join("runs/low");
+    let mut c = config(&d.path().join("data"), &out, 3);
+    c.stft.synthesis_len = Some(2 * c.stft.hop);
+    c.sdr_loss_weight = 0.03;
+    isola_trainer::train::run(c, false, RunOptions::quiet()).unwrap().finished();
+    let rows = log::read(&out.join("log.csv")).unwrap();
+    let last = rows[rows.len() - 1];
+    assert!(last.val_sdr > last.mixture_sdr + 3.0, "SDR {} vs mixture {}", last.val_sdr, last.mixture_sdr);
+    let exported = d.path().join("low.safetensors");
+    let o = isola(&["export", out.join("checkpoint.safetensors").to_str().unwrap(), "-o", exported.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let weights = Weights::load(&exported).unwrap();
+    assert_eq!(weights.meta.stft.synthesis_len, Some(128));
+    for (rate, latency) in [(RATE as f32, 127), (2.0 * RATE as f32, 255)] {
+        let mut sep = Separator::new(RtMaskNet::new(&weights).unwrap());
+        sep.prepare(rate, 512, 2).unwrap();
+        assert_eq!(sep.latency_samples(), latency, "{rate} Hz");
+    }
 }
 
 #[test]

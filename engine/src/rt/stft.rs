@@ -2,10 +2,13 @@
 //!
 //! Input is collected hop by hop into a frame buffer; when a hop is complete the last
 //! `fft_size` samples are windowed and transformed, the caller edits the spectra, and the
-//! inverse transform is overlap-added. The first `hop` samples of the accumulator are then
-//! final and go into an output FIFO. Reading the FIFO one sample per input sample, after
-//! the frame that completes on that sample, gives a latency of exactly `fft_size - 1`:
-//! the oldest sample of a frame leaves at the moment its newest sample arrives.
+//! inverse transform is overlap-added. The synthesis window spans the newest
+//! `synthesis_span` samples of a frame (all `fft_size` of them, or fewer with the
+//! low-latency window pair), and the first `hop` of those are then final and go into an
+//! output FIFO. Reading the FIFO one sample per input sample, after the frame that
+//! completes on that sample, gives a latency of exactly `synthesis_span - 1`: the oldest
+//! sample the synthesis window spans leaves at the moment the frame's newest sample
+//! arrives ([`StftConfig::latency_samples`]).
 //!
 //! Spectra are normalised by the analysis window's sum, so a sinusoid's magnitude does not
 //! depend on the FFT size (a full-scale sine reads about 0.5).
@@ -31,7 +34,7 @@ pub struct FrameAnalyzer {
 impl FrameAnalyzer {
     /// Any thread but the audio thread (allocates).
     pub fn new(config: &StftConfig) -> Self {
-        let window = config.window.coefficients(config.fft_size);
+        let (window, _) = config.windows();
         let gain = 1.0 / window.iter().sum::<f32>();
         let fft = RealFftPlanner::<f32>::new().plan_fft_forward(config.fft_size);
         let scratch = vec![Complex32::new(0.0, 0.0); fft.get_scratch_len()];
@@ -71,15 +74,15 @@ pub struct FrameSynthesizer {
 }
 
 /// What [`FrameSynthesizer`] multiplies realfft's (unnormalised) inverse FFT by at each of
-/// the `fft_size` in-frame positions: synthesis window / (overlap-add sum · FFT scale).
-/// Any thread but the audio thread (allocates).
+/// the `fft_size` in-frame positions: synthesis window / (overlap-add sum · FFT scale);
+/// 0 outside the synthesis span. Any thread but the audio thread (allocates).
 pub fn synthesis_gain(config: &StftConfig) -> Vec<f32> {
     let n = config.fft_size;
-    let window = config.window.coefficients(n);
-    let window_sum: f32 = window.iter().sum();
-    let ola = overlap_add_sum(config.window, n, config.hop);
+    let (analysis, synthesis) = config.windows();
+    let analysis_sum: f32 = analysis.iter().sum();
+    let ola = overlap_add_sum(config);
     // Forward scaled by 1/Σw; realfft's inverse is unnormalised (×n): undo both.
-    (0..n).map(|i| window[i] * window_sum / n as f32 / ola[i % config.hop]).collect()
+    (0..n).map(|i| synthesis[i] * analysis_sum / n as f32 / ola[i % config.hop]).collect()
 }
 
 impl FrameSynthesizer {
@@ -115,12 +118,15 @@ impl FrameSynthesizer {
 pub struct StreamingStft {
     fft_size: usize,
     hop: usize,
+    /// [`StftConfig::synthesis_span`]: the accumulators' length.
+    span: usize,
     channels: usize,
     analyzer: FrameAnalyzer,
     synthesizer: FrameSynthesizer,
     /// Per channel: the last `fft_size` input samples (newest at the end).
     frames: Vec<Vec<f32>>,
-    /// Per channel: overlap-add accumulator of length `fft_size`.
+    /// Per channel: overlap-add accumulator of length `span` (the frames' newest samples;
+    /// the synthesis window is zero before them).
     accumulators: Vec<Vec<f32>>,
     /// Per channel: ring of finished output samples, capacity `2 * hop`.
     fifos: Vec<Vec<f32>>,
@@ -136,15 +142,16 @@ impl StreamingStft {
     /// `config` must be valid (see [`StftConfig::validate`]). Any thread but the audio
     /// thread: every buffer is sized here so that `process` never allocates.
     pub fn new(config: &StftConfig, channels: usize) -> Self {
-        let (n, hop) = (config.fft_size, config.hop);
+        let (n, hop, span) = (config.fft_size, config.hop, config.synthesis_span());
         let mut stft = Self {
             fft_size: n,
             hop,
+            span,
             channels,
             analyzer: FrameAnalyzer::new(config),
             synthesizer: FrameSynthesizer::new(config),
             frames: vec![vec![0.0; n]; channels],
-            accumulators: vec![vec![0.0; n]; channels],
+            accumulators: vec![vec![0.0; span]; channels],
             fifos: vec![vec![0.0; 2 * hop]; channels],
             fifo_read: 0,
             fifo_len: 0,
@@ -156,9 +163,10 @@ impl StreamingStft {
         stft
     }
 
-    /// Exact input→output delay of the resynthesis, in samples.
+    /// Exact input→output delay of the resynthesis, in samples
+    /// ([`StftConfig::latency_samples`]). Any thread.
     pub fn latency_samples(&self) -> usize {
-        self.fft_size - 1
+        self.span - 1
     }
 
     pub fn fft_size(&self) -> usize {
@@ -232,12 +240,12 @@ impl StreamingStft {
     }
 
     fn synthesise(&mut self) {
-        let (n, hop) = (self.fft_size, self.hop);
+        let (n, hop, span) = (self.fft_size, self.hop, self.span);
         let write = (self.fifo_read + self.fifo_len) % (2 * hop);
         for c in 0..self.channels {
             self.synthesizer.synthesise(&self.spectra[c], &mut self.time_scratch);
             let acc = &mut self.accumulators[c];
-            for (a, t) in acc.iter_mut().zip(&self.time_scratch) {
+            for (a, t) in acc.iter_mut().zip(&self.time_scratch[n - span..]) {
                 *a += t;
             }
             let fifo = &mut self.fifos[c];
@@ -245,7 +253,7 @@ impl StreamingStft {
                 fifo[(write + i) % (2 * hop)] = v;
             }
             acc.copy_within(hop.., 0);
-            acc[n - hop..].fill(0.0);
+            acc[span - hop..].fill(0.0);
         }
         self.fifo_len += hop;
     }

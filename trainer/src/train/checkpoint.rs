@@ -249,6 +249,7 @@ impl InitWeights {
             ("stft fft_size", s.fft_size.to_string(), cfg.stft.fft_size.to_string()),
             ("stft hop", s.hop.to_string(), cfg.stft.hop.to_string()),
             ("stft window", s.window.name().to_owned(), cfg.stft.window.name().to_owned()),
+            ("stft synthesis_len", s.synthesis_span().to_string(), cfg.stft.synthesis_span().to_string()),
             ("hidden", m.hidden.to_string(), cfg.hidden.to_string()),
             ("gru_layers", m.gru_layers.to_string(), cfg.gru_layers.to_string()),
             ("lookahead", m.lookahead.to_string(), cfg.lookahead.to_string()),
@@ -306,17 +307,7 @@ impl InitWeights {
         let mut changed = Vec::new();
         let s0 = before.stft;
         if cfg.stft != s0 {
-            changed.push(format!(
-                "stft {} Hz {}/{} {} (instead of {} Hz {}/{} {})",
-                s.sample_rate,
-                s.fft_size,
-                s.hop,
-                s.window.name(),
-                s0.sample_rate,
-                s0.fft_size,
-                s0.hop,
-                s0.window.name()
-            ));
+            changed.push(format!("stft {s} (instead of {s0})"));
         }
         for (what, new, old) in [
             ("hidden", cfg.hidden.to_string(), before.hidden.to_string()),

@@ -275,10 +275,16 @@ mod tests {
     use crate::train::test_util::assert_same_loss_and_gradient;
     use candle_core::{Device, Var};
 
-    /// A small batch: 2 examples, 2 channels, random-ish spectra on a 64/16 grid.
+    /// The grids the tests run on: 64/16 with the symmetric window pair and with the
+    /// low-latency pair (a 32-sample synthesis window).
+    fn grids() -> [StftConfig; 2] {
+        let symmetric = StftConfig { sample_rate: 8000, fft_size: 64, hop: 16, ..StftConfig::default() };
+        [symmetric, StftConfig { synthesis_len: Some(32), ..symmetric }]
+    }
+
+    /// A small batch on `stft`: 2 examples, 2 channels, random-ish spectra.
     /// Also returns the vocals' spectra.
-    fn targets() -> (Arc<SdrTargets>, (usize, usize, usize, usize), Vec<Complex32>) {
-        let stft = StftConfig { sample_rate: 8000, fft_size: 64, hop: 16, ..StftConfig::default() };
+    fn targets(stft: StftConfig) -> (Arc<SdrTargets>, (usize, usize, usize, usize), Vec<Complex32>) {
         let (b, t, c) = (2, 9, 2);
         let signal = |seed: usize, len: usize| -> Vec<f32> {
             (0..len).map(|i| (((i + 13 * seed) * 7919 + seed * 104_729) % 1000) as f32 / 1000.0 - 0.5).collect()
@@ -305,20 +311,29 @@ mod tests {
 
     #[test]
     fn the_fused_sdr_loss_matches_the_elementary_loss_and_its_gradient() {
-        let (t, dims, _) = targets();
-        let len = dims.0 * dims.1 * dims.2 * dims.3;
-        let l: Vec<f32> = (0..len).map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0).collect();
-        let logits = Var::from_tensor(&Tensor::from_vec(l, dims, &Device::Cpu).unwrap()).unwrap();
-        let fused = t.loss(logits.as_tensor()).unwrap();
-        let plain = sdr_loss_elementary(&t, logits.as_tensor()).unwrap();
-        assert_same_loss_and_gradient(&fused, &plain, &logits, |p| 1e-3 * p.abs().max(1.0), 1e-3, "SDR term");
+        for stft in grids() {
+            let (t, dims, _) = targets(stft);
+            let len = dims.0 * dims.1 * dims.2 * dims.3;
+            let l: Vec<f32> = (0..len).map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0).collect();
+            let logits = Var::from_tensor(&Tensor::from_vec(l, dims, &Device::Cpu).unwrap()).unwrap();
+            let fused = t.loss(logits.as_tensor()).unwrap();
+            let plain = sdr_loss_elementary(&t, logits.as_tensor()).unwrap();
+            let what = format!("SDR term on {stft}");
+            assert_same_loss_and_gradient(&fused, &plain, &logits, |p| 1e-3 * p.abs().max(1.0), 1e-3, &what);
+        }
     }
 
     /// The term recomputed from its definition with the offline STFT: resynthesise the
     /// masked mixture, the vocals and the mixture per channel, then SDRs per example.
     #[test]
     fn the_sdr_term_is_minus_the_mean_sdr_of_the_resynthesised_estimates() {
-        let (t, dims, voc) = targets();
+        for stft in grids() {
+            the_sdr_term_is_minus_the_mean_sdr_on(stft);
+        }
+    }
+
+    fn the_sdr_term_is_minus_the_mean_sdr_on(stft: StftConfig) {
+        let (t, dims, voc) = targets(stft);
         let (b, frames, c, n) = dims;
         let l: Vec<f32> = (0..b * frames * c * n).map(|i| ((i * 104_729) % 1000) as f32 / 200.0 - 2.5).collect();
         let fused = t.loss(&Tensor::from_vec(l.clone(), dims, &Device::Cpu).unwrap()).unwrap();
@@ -351,10 +366,10 @@ mod tests {
             mean += -(sdr(ev) + sdr(ea)) / 2.0 / b as f64;
         }
         let got = f64::from(fused.to_scalar::<f32>().unwrap());
-        assert!((got - mean).abs() < 1e-3, "{got} dB vs {mean} dB");
+        assert!((got - mean).abs() < 1e-3, "{stft}: {got} dB vs {mean} dB");
         // Mask 1 everywhere: the vocals estimate is the mixture, SDR_a ≈ 0 and SDR_v ≈
         // 10 log10(‖v‖² / ‖a‖²), about 3 dB with the accompaniment at 0.7 of the vocals.
         let ones = t.loss(&Tensor::full(30f32, dims, &Device::Cpu).unwrap()).unwrap().to_scalar::<f32>().unwrap();
-        assert!((-3.5..-1.0).contains(&ones), "{ones}");
+        assert!((-3.5..-1.0).contains(&ones), "{stft}: {ones}");
     }
 }
