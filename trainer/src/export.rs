@@ -17,7 +17,8 @@ use isola_engine::candle_core::Device;
 use isola_engine::weights::Tensor;
 use isola_engine::{Provenance, Weights};
 
-use crate::train::checkpoint::{self, Checkpoint};
+use crate::train::checkpoint::{self, Checkpoint, FINE_TUNED_FROM};
+use crate::train::config::TrainConfig;
 
 /// What the user adds to the checkpoint's own facts.
 #[derive(Debug, Clone, Default)]
@@ -75,11 +76,11 @@ pub fn weights_from_checkpoint(ck: &Checkpoint, options: &ExportOptions) -> anyh
         notes: {
             let notes = options.notes.clone().unwrap_or_else(|| {
                 format!(
-                    "isola train: seed {}, batch {} x {} s, lr {}, {} of {} epochs{}",
+                    "isola train: seed {}, batch {} x {} s, {}, {} of {} epochs{}",
                     c.seed,
                     c.batch_size,
                     c.chunk_seconds,
-                    c.lr,
+                    lr_note(c, state.step as usize),
                     state.epoch,
                     c.epochs,
                     if state.finished { ", finished" } else { "" }
@@ -88,7 +89,7 @@ pub fn weights_from_checkpoint(ck: &Checkpoint, options: &ExportOptions) -> anyh
             // A fine-tuned model always says what it was fine-tuned from (`steps` and
             // `datasets` count the fine-tuning only).
             match &state.fine_tuned_from {
-                Some(from) => format!("{notes}; fine-tuned from {from}"),
+                Some(from) => format!("{notes}; {FINE_TUNED_FROM}{from}"),
                 None => notes,
             }
         },
@@ -96,8 +97,32 @@ pub fn weights_from_checkpoint(ck: &Checkpoint, options: &ExportOptions) -> anyh
     Ok(Weights::new(c.model(), c.stft, provenance, tensors)?)
 }
 
+/// The learning rate in words: `lr 0.001`, or, for a run that stopped inside its warm-up,
+/// the peak it reached: `lr 0.0002 (warm-up peak; configured 0.001 after 100 steps)`.
+fn lr_note(c: &TrainConfig, steps: usize) -> String {
+    if steps >= c.warmup_steps {
+        return format!("lr {}", c.lr);
+    }
+    let peak = c.lr_at(steps.saturating_sub(1));
+    format!("lr {peak} (warm-up peak; configured {} after {} steps)", c.lr, c.warmup_steps)
+}
+
 /// The git commit this `isola` was built from (recorded at build time by `build.rs`;
 /// uncommitted changes are not marked), `None` for a build outside a git checkout.
 pub fn git_commit() -> Option<String> {
     option_env!("ISOLA_GIT_COMMIT").map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_notes_give_the_learning_rate_a_short_run_reached() {
+        let c = TrainConfig { lr: 1e-3, warmup_steps: 100, ..TrainConfig::default() };
+        assert_eq!(lr_note(&c, 100), "lr 0.001");
+        assert_eq!(lr_note(&c, 5000), "lr 0.001");
+        // 20 steps of a 100-step warm-up: the last step ran at 20 % of the configured rate.
+        assert_eq!(lr_note(&c, 20), "lr 0.0002 (warm-up peak; configured 0.001 after 100 steps)");
+    }
 }

@@ -188,6 +188,20 @@ impl From<InitWeights> for Start {
 /// (the keys a config file may set).
 pub const MODEL_KEYS: [&str; 6] = ["stft", "hidden", "gru_layers", "lookahead", "feature_floor_db", "band_dim"];
 
+/// `source`, followed by what `weights` were themselves fine-tuned from (the chain their
+/// notes record, back to weights trained from scratch), so that fine-tuning a fine-tuned
+/// model keeps the whole lineage: `runs/b/best.safetensors ("b"), itself fine-tuned from
+/// runs/a/best.safetensors ("a"), itself fine-tuned from built-in default "…"`.
+fn with_lineage(source: String, weights: &Weights) -> String {
+    match weights.meta.provenance.notes.split_once(FINE_TUNED_FROM) {
+        Some((_, earlier)) => format!("{source}, itself {FINE_TUNED_FROM}{earlier}"),
+        None => source,
+    }
+}
+
+/// How exported notes introduce what a model was fine-tuned from.
+pub const FINE_TUNED_FROM: &str = "fine-tuned from ";
+
 /// Weights a fine-tuning run starts from (`isola train --init`), validated against the
 /// weights contract.
 #[derive(Debug, Clone)]
@@ -225,7 +239,7 @@ impl InitWeights {
             let weights = crate::export::weights_from_checkpoint(&ck, &Default::default())
                 .with_context(|| format!("checkpoint {} does not make valid weights", spec.display()))?;
             let source = format!("{} (checkpoint at step {})", spec.display(), ck.state.step);
-            return Ok(Self { source, weights });
+            return Ok(Self { source: with_lineage(source, &weights), weights });
         }
         let what = if file.metadata().contains_key(isola_engine::weights::FORMAT_KEY) {
             "invalid weights"
@@ -237,7 +251,7 @@ impl InitWeights {
         let name = &weights.meta.provenance.name;
         let source =
             if name.is_empty() { spec.display().to_string() } else { format!("{} ({name:?})", spec.display()) };
-        Ok(Self { source, weights })
+        Ok(Self { source: with_lineage(source, &weights), weights })
     }
 
     /// Each model setting where `cfg` differs from these weights, as
@@ -342,6 +356,27 @@ fn config_from_json(text: &str) -> serde_json::Result<TrainConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fine-tuning a fine-tuned model keeps the chain its notes record.
+    #[test]
+    fn init_weights_name_their_whole_lineage() {
+        let d = tempfile::tempdir().unwrap();
+        let stft = isola_engine::StftConfig::default();
+        let mut a = isola_engine::weights::random_weights(isola_engine::ModelConfig::light(&stft), stft, 1);
+        a.meta.provenance.name = "a".into();
+        a.meta.provenance.notes = format!("isola train: seed 0; {FINE_TUNED_FROM}built-in default \"Isola light\"");
+        let path = d.path().join("a.safetensors");
+        a.save(&path).unwrap();
+        let init = InitWeights::load(&path).unwrap();
+        assert_eq!(
+            init.source,
+            format!("{} (\"a\"), itself fine-tuned from built-in default \"Isola light\"", path.display())
+        );
+        // Weights trained from scratch have no earlier link.
+        a.meta.provenance.notes = "isola train: seed 0".into();
+        a.save(&path).unwrap();
+        assert_eq!(InitWeights::load(&path).unwrap().source, format!("{} (\"a\")", path.display()));
+    }
 
     #[test]
     fn a_checkpoint_from_before_the_augmentations_resumes_without_them() {
