@@ -183,6 +183,8 @@ fn info_prints_the_default_weights_metadata() {
     let meta = isola_engine::Weights::load(path).unwrap().meta;
     let fft = format!("fft {}, hop {}", meta.stft.fft_size, meta.stft.hop);
     assert!(log.contains(&fft) && log.contains(&format!("parameters:      {}", meta.model.param_count())), "{log}");
+    let latency = meta.stft.latency_samples() + meta.model.lookahead * meta.stft.hop;
+    assert!(log.contains(&format!("latency:         {latency} samples (")), "{log}");
     // `default` names the built-in weights: both are shown, without a checkout.
     let (ok, log) = isola(&["info", "default"]);
     assert!(ok && log.contains("built-in light weights") && log.contains("built-in worker weights"), "{log}");

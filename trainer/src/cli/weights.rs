@@ -78,7 +78,18 @@ fn print_info(file: &str, w: &isola_engine::Weights) {
         m.channels, m.n_bins, m.hidden, m.gru_layers, m.lookahead, m.feature_floor_db
     );
     println!("parameters:      {}", m.param_count());
-    println!("stft:            {} Hz, fft {}, hop {}, window {}", s.sample_rate, s.fft_size, s.hop, s.window.name());
+    let synthesis = s.synthesis_len.map_or(String::new(), |len| format!(", synthesis window {len} (low-latency pair)"));
+    println!(
+        "stft:            {} Hz, fft {}, hop {}, window {}{synthesis}",
+        s.sample_rate,
+        s.fft_size,
+        s.hop,
+        s.window.name()
+    );
+    // What the separator reports with Quality = Light at the model's own rate.
+    let latency = s.latency_samples() + m.lookahead * s.hop;
+    let ms = latency as f64 * 1e3 / f64::from(s.sample_rate);
+    println!("latency:         {latency} samples ({ms:.1} ms) at {} Hz, Quality = Light", s.sample_rate);
     println!("datasets:        {}", if p.datasets.is_empty() { "-".to_string() } else { p.datasets.join(", ") });
     println!("steps:           {}", p.steps);
     println!("validation SDR:  {}", p.validation_sdr_db.map_or("-".to_string(), |v| format!("{v:.2} dB")));
