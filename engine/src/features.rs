@@ -9,9 +9,9 @@
 
 /// The floor of weights written before it was a setting: −100 dB (1e-5).
 pub const LEGACY_FLOOR_DB: i32 = -100;
-/// The floor of new models: the shipped weights' (−100 dB, 1e-5) until weights trained
-/// with another one replace them.
-pub const DEFAULT_FLOOR_DB: i32 = LEGACY_FLOOR_DB;
+/// The floor of new models: the shipped light weights' (−80 dB, since 2026-11-30), so that
+/// `isola train --init default` needs no model settings. The shipped worker still uses −100.
+pub const DEFAULT_FLOOR_DB: i32 = -80;
 
 /// Serde default of `ModelConfig::feature_floor_db`: weights without it used the legacy floor.
 pub fn legacy_floor_db() -> i32 {
