@@ -336,8 +336,9 @@ fn exported_weights_compute_in_the_engine_what_the_checkpoint_computes() {
     let logits =
         net.forward_seq(&Tensor::from_vec(input.clone(), (1, frames, 2, bins), &Device::Cpu).unwrap()).unwrap();
     let logits = logits.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    // ...and the exported file in the real-time port.
-    let mut rt = RtMaskNet::new(&weights).unwrap();
+    // ...and the exported file in the real-time port, at f32: the port's arithmetic, not
+    // the default reduced precision (whose own bounds engine/tests/parity.rs checks).
+    let mut rt = RtMaskNet::with_precision(&weights, isola_engine::rt::Precision::F32).unwrap();
     let mut out_frame = vec![0.0f32; 2 * bins];
     let mut worst = 0.0f32;
     for f in 0..frames {
