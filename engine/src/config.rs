@@ -87,7 +87,7 @@ impl Window {
     pub fn coefficients(self, n: usize) -> Vec<f32> {
         (0..n)
             .map(|i| {
-                let hann = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos();
+                let hann = hann(i, n);
                 match self {
                     Window::SqrtHann => hann.sqrt() as f32,
                     Window::Hann => hann as f32,
@@ -95,6 +95,11 @@ impl Window {
             })
             .collect()
     }
+}
+
+/// Sample `i` of the periodic Hann window of length `len`.
+fn hann(i: usize, len: usize) -> f64 {
+    0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / len as f64).cos()
 }
 
 /// The low-latency (asymmetric) window pair of length `n` whose synthesis window spans only
@@ -111,7 +116,6 @@ impl Window {
 /// Z.-Q. Wang, G. Wichern, S. Watanabe and J. Le Roux, "STFT-domain neural speech
 /// enhancement with very low algorithmic latency", IEEE/ACM TASLP 31, 2023.
 pub fn asymmetric_windows(n: usize, m: usize) -> (Vec<f32>, Vec<f32>) {
-    let hann = |i: usize, len: usize| 0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / len as f64).cos();
     let (rise, tail) = (n - m / 2, n - m);
     let analysis: Vec<f64> =
         (0..n).map(|i| if i < rise { hann(i, 2 * rise).sqrt() } else { hann(i - tail, m).sqrt() }).collect();
