@@ -296,6 +296,17 @@ pub struct FrameGrid {
 }
 
 impl FrameGrid {
+    /// Exact delay of a separator's output relative to its input, in samples at
+    /// `sample_rate` (Hz): the runtime STFT's latency ([`StftConfig::latency_samples`] of
+    /// [`StftConfig::for_rate`]) plus one hop per lookahead frame and per `extra_hops` (the
+    /// worker's budget, or the one hop of a spread step). The one formula behind
+    /// [`Separator::latency_samples`](crate::rt::Separator::latency_samples), `isola info` and
+    /// the plugin's reported latency.
+    pub fn latency_samples(&self, sample_rate: f64, extra_hops: usize) -> usize {
+        let runtime = self.stft.for_rate(sample_rate);
+        runtime.latency_samples() + (self.lookahead + extra_hops) * runtime.hop
+    }
+
     /// Each field where `self` (called `ours`) and `other` (`theirs`) differ, in words with
     /// both values: `"FFT size 256 (worker) vs 1008 (light)"`. Empty when they are equal.
     pub fn differences(&self, ours: &str, other: &FrameGrid, theirs: &str) -> Vec<String> {

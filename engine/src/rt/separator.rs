@@ -219,7 +219,7 @@ impl Separator {
         let spread = self.spread_step || worker_budget > 0;
         // A spread step's mask is due one hop after its frame.
         let budget = worker_budget.max(usize::from(spread));
-        let latency = stft.latency_samples() + (model.lookahead + budget) * runtime.hop;
+        let latency = model.frame_grid(&model_stft).latency_samples(sample_rate as f64, budget);
         let coef = 1.0 - (-1.0 / (SMOOTHING_SECONDS * sample_rate)).exp();
         let mut masks =
             MaskStage::new(channels, stft.n_bins(), rt_hz, model.n_bins, model_hz, model.lookahead, budget, spread);
