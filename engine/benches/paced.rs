@@ -1,14 +1,15 @@
-//! `cargo bench -p isola-engine --bench paced [-- --seconds S --neighbour --precision P]`: block times
-//! of `Separator::process` at real-time pace (issue 15). 48 kHz stereo in 64-sample blocks,
-//! each block issued when it is due, S seconds (default 60) per configuration: weight
-//! precision f32 / f16 / mixed (the default; `--precision` picks some), each plain, with
-//! cache warming, with the step spread over the hop (`Separator::set_spread_step`, one hop
-//! more latency), and spread with warming.
+//! `cargo bench -p isola-engine --bench paced [-- --seconds S --neighbour --precision P
+//! --schedule NAME --latency MODE]`: block times of `Separator::process` at real-time pace
+//! (issues 15 and 18). 48 kHz stereo in 64-sample blocks, each block issued when it is due,
+//! S seconds (default 60) per configuration: weight precision f32 / f16 / mixed (the default;
+//! `--precision` picks some), each plain, with cache warming, with the step spread over the hop
+//! (`Separator::set_spread_step`, one hop more latency), and spread with warming (`--schedule
+//! plain|warming|spread|spread-warming` picks some), on the built-in light weights of each
+//! `--latency` mode (23ms by default; 12ms and 6ms run their own networks on their own grids).
 //! `--neighbour` adds a thread that streams a 64 MB buffer meanwhile, evicting the caches as
 //! a busy host does. Prints mean / p50 / p99 / p99.9 / max block time as % of the block
 //! duration (1333 µs; the mean is the share of one core), and, in the same run, the network
-//! step of the real-time port against candle (1 thread), µs per frame on the embedded light
-//! weights.
+//! step of the real-time port against candle (1 thread), µs per frame, for each mode.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -16,8 +17,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use isola_engine::candle_core::{Device, Tensor};
+use isola_engine::embedded::LatencyMode;
 use isola_engine::rt::{Precision, RtMaskNet, Separator, SeparatorParams};
-use isola_engine::{embedded, model, synth};
+use isola_engine::weights::Weights;
+use isola_engine::{model, synth};
 
 const RATE: f32 = 48_000.0;
 const BLOCK: usize = 64;
@@ -49,6 +52,18 @@ enum Mode {
 }
 
 impl Mode {
+    const ALL: [Mode; 4] = [Mode::Plain, Mode::Warming, Mode::Spread, Mode::SpreadWarming];
+
+    /// The `--schedule` name.
+    fn id(self) -> &'static str {
+        match self {
+            Mode::Plain => "plain",
+            Mode::Warming => "warming",
+            Mode::Spread => "spread",
+            Mode::SpreadWarming => "spread-warming",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Mode::Plain => "plain",
@@ -60,9 +75,14 @@ impl Mode {
 }
 
 /// Block times (µs) of `seconds` of music at real-time pace.
-fn paced_block_times(precision: Precision, mode: Mode, seconds: f64, music: &[Vec<f32>]) -> Vec<f64> {
-    let weights = embedded::light().unwrap();
-    let mut sep = Separator::new(RtMaskNet::with_precision(&weights, precision).unwrap());
+fn paced_block_times(
+    weights: &Weights,
+    precision: Precision,
+    mode: Mode,
+    seconds: f64,
+    music: &[Vec<f32>],
+) -> Vec<f64> {
+    let mut sep = Separator::new(RtMaskNet::with_precision(weights, precision).unwrap());
     sep.set_cache_warming(matches!(mode, Mode::Warming | Mode::SpreadWarming));
     sep.set_spread_step(matches!(mode, Mode::Spread | Mode::SpreadWarming));
     sep.prepare(RATE, BLOCK, 2).unwrap();
@@ -93,8 +113,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// µs per frame of the real-time port (f32 and the default precision) and of candle on one
 /// thread, frames of music, each stepped back to back; medians of 9 rounds.
-fn network_steps(music: &[Vec<f32>]) -> (f64, f64, f64) {
-    let weights = embedded::light().unwrap();
+fn network_steps(weights: &Weights, music: &[Vec<f32>]) -> (f64, f64, f64) {
     let (m, stft) = (weights.meta.model, weights.meta.stft);
     let mags: Vec<Vec<f32>> = music.iter().map(|c| isola_engine::offline::magnitudes(&stft, c)).collect();
     let frames = 400.min(mags[0].len() / m.n_bins);
@@ -106,7 +125,7 @@ fn network_steps(music: &[Vec<f32>]) -> (f64, f64, f64) {
         v[v.len() / 2]
     };
     let rt = |precision| {
-        let mut net = RtMaskNet::with_precision(&weights, precision).unwrap();
+        let mut net = RtMaskNet::with_precision(weights, precision).unwrap();
         let mut logits = vec![0.0; m.features()];
         median(
             (0..9)
@@ -120,7 +139,7 @@ fn network_steps(music: &[Vec<f32>]) -> (f64, f64, f64) {
                 .collect(),
         )
     };
-    let net = model::load(&weights, &Device::Cpu).unwrap();
+    let net = model::load(weights, &Device::Cpu).unwrap();
     let tensors: Vec<Tensor> =
         input.iter().map(|x| Tensor::from_slice(x, (1, m.channels, m.n_bins), &Device::Cpu).unwrap()).collect();
     let candle = median(
@@ -159,6 +178,27 @@ fn main() {
     if precisions.is_empty() {
         precisions = vec![Precision::F32, Precision::F16, Precision::Mixed];
     }
+    let values =
+        |flag: &str| -> Vec<String> { args.windows(2).filter(|w| w[0] == flag).map(|w| w[1].clone()).collect() };
+    let mut schedules: Vec<Mode> = values("--schedule")
+        .iter()
+        .map(|n| {
+            Mode::ALL
+                .into_iter()
+                .find(|m| m.id() == n)
+                .expect("--schedule takes plain, warming, spread or spread-warming")
+        })
+        .collect();
+    if schedules.is_empty() {
+        schedules = Mode::ALL.to_vec();
+    }
+    let mut latencies: Vec<LatencyMode> = values("--latency")
+        .iter()
+        .map(|n| LatencyMode::from_name(n).expect("--latency takes 23ms, 12ms or 6ms"))
+        .collect();
+    if latencies.is_empty() {
+        latencies = vec![LatencyMode::default()];
+    }
     let music = synth::track(RATE as u32, RATE as usize * 8, 3).mixture();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -168,34 +208,38 @@ fn main() {
         "paced: {seconds} s per row, 48 kHz stereo, {BLOCK}-sample blocks ({block_us:.0} µs), neighbour streaming 64 MB: {}",
         if with_neighbour { "yes" } else { "no" }
     );
-    println!("| precision | schedule | weights kB | mean % | p50 % | p99 % | p99.9 % | max % |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
-    for precision in precisions {
-        for mode in [Mode::Plain, Mode::Warming, Mode::Spread, Mode::SpreadWarming] {
-            let mut t = paced_block_times(precision, mode, seconds, &music);
-            t.sort_by(f64::total_cmp);
-            let pct = |p: f64| 100.0 * percentile(&t, p) / block_us;
-            let mean = 100.0 * t.iter().sum::<f64>() / t.len() as f64 / block_us;
-            let kb =
-                RtMaskNet::with_precision(&embedded::light().unwrap(), precision).unwrap().weight_bytes() as f64 / 1e3;
-            println!(
-                "| {} | {} | {kb:.0} | {mean:.2} | {:.2} | {:.1} | {:.1} | {:.1} |",
-                precision.name(),
-                mode.name(),
-                pct(0.5),
-                pct(0.99),
-                pct(0.999),
-                pct(1.0)
-            );
+    println!("| latency | precision | schedule | weights kB | mean % | p50 % | p99 % | p99.9 % | max % |");
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|");
+    for &latency in &latencies {
+        let weights = latency.light().unwrap();
+        for &precision in &precisions {
+            for &mode in &schedules {
+                let mut t = paced_block_times(&weights, precision, mode, seconds, &music);
+                t.sort_by(f64::total_cmp);
+                let pct = |p: f64| 100.0 * percentile(&t, p) / block_us;
+                let mean = 100.0 * t.iter().sum::<f64>() / t.len() as f64 / block_us;
+                let kb = RtMaskNet::with_precision(&weights, precision).unwrap().weight_bytes() as f64 / 1e3;
+                println!(
+                    "| {latency} | {} | {} | {kb:.0} | {mean:.2} | {:.2} | {:.1} | {:.1} | {:.1} |",
+                    precision.name(),
+                    mode.name(),
+                    pct(0.5),
+                    pct(0.99),
+                    pct(0.999),
+                    pct(1.0)
+                );
+            }
         }
     }
-    let (rt32, rt, candle) = network_steps(&music);
     let default = Precision::default().name();
-    println!(
-        "network step (back to back): rt f32 {rt32:.1} µs/frame, rt {default} {rt:.1} µs/frame, candle (1 thread) {candle:.1} µs/frame; candle/rt f32 {:.2}x, candle/rt {default} {:.2}x",
-        candle / rt32,
-        candle / rt
-    );
+    for latency in latencies {
+        let (rt32, rt, candle) = network_steps(&latency.light().unwrap(), &music);
+        println!(
+            "network step (back to back), Latency = {latency}: rt f32 {rt32:.1} µs/frame, rt {default} {rt:.1} µs/frame, candle (1 thread) {candle:.1} µs/frame; candle/rt f32 {:.2}x, candle/rt {default} {:.2}x",
+            candle / rt32,
+            candle / rt
+        );
+    }
     stop.store(true, Ordering::Relaxed);
     if let Some(n) = noisy {
         n.join().unwrap();

@@ -1,12 +1,19 @@
 //! The weights compiled into every build, from `assets/weights/` (their training configs lie
-//! beside them): the light default the audio thread runs and the default worker weights
-//! (the heavier network of Quality = Worker). The plugin and the CLI both take them from
-//! here.
+//! beside them): one light network per [`LatencyMode`] for the audio thread, and the default
+//! worker weights (the heavier network of Quality = Worker). The plugin and the CLI both take
+//! them from here.
 
 use crate::weights::{Weights, WeightsError};
 
-/// `assets/weights/default.safetensors`, trained by `assets/weights/default.toml`.
+/// `assets/weights/default.safetensors`, trained by `assets/weights/default.toml`: the light
+/// weights of [`LatencyMode::Ms23`], the default mode.
 pub const LIGHT_BYTES: &[u8] = include_bytes!("../../assets/weights/default.safetensors");
+
+/// `assets/weights/latency-12ms.safetensors`, trained by `assets/weights/latency-12ms.toml`.
+pub const LIGHT_12MS_BYTES: &[u8] = include_bytes!("../../assets/weights/latency-12ms.safetensors");
+
+/// `assets/weights/latency-6ms.safetensors`, trained by `assets/weights/latency-6ms.toml`.
+pub const LIGHT_6MS_BYTES: &[u8] = include_bytes!("../../assets/weights/latency-6ms.safetensors");
 
 /// `assets/weights/worker.safetensors`, trained by `assets/weights/worker.toml`; same frame
 /// grid as the light default.
@@ -31,8 +38,83 @@ pub fn worker() -> Result<Weights, WeightsError> {
     Weights::from_bytes(WORKER_BYTES)
 }
 
+/// A latency mode: which built-in light weights run, and so which STFT grid and algorithmic
+/// latency. Each mode's weights were trained on its own grid (a model only runs on the grid
+/// it was trained on). The low-latency modes use the asymmetric analysis/synthesis window
+/// pair of [`StftConfig::synthesis_len`](crate::StftConfig::synthesis_len) (Mauler & Martin,
+/// EUSIPCO 2007; Wang et al., IEEE/ACM TASLP 2023): a 1008-sample analysis window keeps the
+/// frequency resolution of the default mode, and the short synthesis window sets the latency.
+///
+/// | mode | STFT at 44.1 kHz (FFT/hop/synthesis) | latency at 44.1 / 48 kHz |
+/// |---|---|---|
+/// | `Ms23` | 1008/252/1008 | 1007 samples = 22.8 ms / 1079 = 22.5 ms |
+/// | `Ms12` | 1008/252/504 | 503 = 11.4 ms / 539 = 11.2 ms |
+/// | `Ms6` | 1008/126/252 | 251 = 5.7 ms / 269 = 5.6 ms |
+///
+/// Quality = Light, even load and Quality = Worker add their hops on top.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum LatencyMode {
+    /// About 23 ms: the full-frame symmetric sqrt-Hann pair, the best separation.
+    #[default]
+    Ms23,
+    /// At most 12 ms: the asymmetric pair with a 504-sample synthesis window.
+    Ms12,
+    /// At most 6 ms: the asymmetric pair with a 252-sample synthesis window at half the hop,
+    /// so the network runs twice as often (a smaller network keeps the CPU load down).
+    Ms6,
+}
+
+impl LatencyMode {
+    /// Every mode, longest latency first.
+    pub const ALL: [LatencyMode; 3] = [LatencyMode::Ms23, LatencyMode::Ms12, LatencyMode::Ms6];
+
+    /// The mode's name in the CLI, the plugin state and file names: `23ms`, `12ms`, `6ms`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LatencyMode::Ms23 => "23ms",
+            LatencyMode::Ms12 => "12ms",
+            LatencyMode::Ms6 => "6ms",
+        }
+    }
+
+    /// A mode by [`name`](Self::name), also accepted as `23`, `23 ms`. `None` for anything else.
+    pub fn from_name(name: &str) -> Option<LatencyMode> {
+        let number = name.trim().trim_end_matches("ms").trim();
+        LatencyMode::ALL.into_iter().find(|m| m.name().trim_end_matches("ms") == number)
+    }
+
+    /// The serialised bytes of the mode's built-in light weights.
+    pub fn light_bytes(self) -> &'static [u8] {
+        match self {
+            LatencyMode::Ms23 => LIGHT_BYTES,
+            LatencyMode::Ms12 => LIGHT_12MS_BYTES,
+            LatencyMode::Ms6 => LIGHT_6MS_BYTES,
+        }
+    }
+
+    /// Parses and validates the mode's built-in light weights. Any thread but the audio
+    /// thread (allocates).
+    pub fn light(self) -> Result<Weights, WeightsError> {
+        Weights::from_bytes(self.light_bytes())
+    }
+
+    /// The mode's built-in worker weights, where one was trained on the mode's grid: only
+    /// [`LatencyMode::Ms23`] so far (`None` for the others). Any thread but the audio thread.
+    pub fn worker(self) -> Option<Result<Weights, WeightsError>> {
+        (self == LatencyMode::Ms23).then(worker)
+    }
+}
+
+impl std::fmt::Display for LatencyMode {
+    /// `23 ms`, `12 ms`, `6 ms`: the mode's bound, as people say it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ms", self.name().trim_end_matches("ms"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::LatencyMode;
     use crate::config::StftConfig;
 
     #[test]
@@ -42,5 +124,45 @@ mod tests {
         assert_eq!(light.meta.stft, StftConfig::default());
         assert_eq!(light.meta.model.frame_grid(&light.meta.stft), worker.meta.model.frame_grid(&worker.meta.stft));
         assert!(worker.meta.model.param_count() > light.meta.model.param_count());
+        assert_eq!(LatencyMode::default().light_bytes(), super::LIGHT_BYTES);
+    }
+
+    /// Each mode's weights hold its bound at both common rates (issue 18: ≤ 6 ms and ≤ 12 ms
+    /// at 44.1 and 48 kHz), in the order of the modes, and each mode's worker (if any) runs
+    /// on its light model's grid.
+    #[test]
+    fn each_mode_keeps_its_latency_bound() {
+        let bound_ms = [23.0, 12.0, 6.0];
+        for (mode, bound) in LatencyMode::ALL.into_iter().zip(bound_ms) {
+            let light = mode.light().unwrap();
+            let grid = light.meta.model.frame_grid(&light.meta.stft);
+            for rate in [44_100.0, 48_000.0] {
+                let ms = grid.latency_samples(rate, 0) as f64 * 1e3 / rate;
+                assert!(ms <= bound, "{mode}: {ms:.2} ms at {rate} Hz");
+            }
+            assert_eq!(mode.to_string().replace(' ', ""), mode.name());
+            if let Some(worker) = mode.worker() {
+                let worker = worker.unwrap();
+                assert_eq!(worker.meta.model.frame_grid(&worker.meta.stft), grid, "{mode}");
+            }
+        }
+        let latency = |m: LatencyMode, rate| {
+            let w = m.light().unwrap();
+            w.meta.model.frame_grid(&w.meta.stft).latency_samples(rate, 0)
+        };
+        assert_eq!([44_100.0, 48_000.0].map(|r| latency(LatencyMode::Ms23, r)), [1007, 1079]);
+        assert_eq!([44_100.0, 48_000.0].map(|r| latency(LatencyMode::Ms12, r)), [503, 539]);
+        assert_eq!([44_100.0, 48_000.0].map(|r| latency(LatencyMode::Ms6, r)), [251, 269]);
+    }
+
+    #[test]
+    fn modes_parse_by_name() {
+        for mode in LatencyMode::ALL {
+            assert_eq!(LatencyMode::from_name(mode.name()), Some(mode));
+            assert_eq!(LatencyMode::from_name(&mode.to_string()), Some(mode));
+        }
+        assert_eq!(LatencyMode::from_name("6"), Some(LatencyMode::Ms6));
+        assert_eq!(LatencyMode::from_name("5ms"), None);
+        assert_eq!(LatencyMode::from_name(""), None);
     }
 }

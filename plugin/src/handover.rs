@@ -87,7 +87,7 @@ impl Loader {
     /// background executor thread.
     pub fn load_requested(&self) {
         let (path, generation) = self.path().snapshot();
-        let built = load_weights(path.as_deref()).and_then(|info| {
+        let built = load_weights(path.as_deref(), self.params.latency.value().into()).and_then(|info| {
             let net = build_net(&info)?;
             Ok(Box::new(ReadyModel { net: Some(net), info: Some(Box::new(info)), generation }))
         });
@@ -343,7 +343,7 @@ mod tests {
     fn slot_swaps_models_keeps_running_on_errors_and_asks_for_restart_on_new_grid() {
         let params = Arc::new(IsolaParams::default());
         let (loader, mut slot) = channel(params.clone());
-        let info = load_weights(None).unwrap();
+        let info = load_weights(None, Default::default()).unwrap();
         let sep = build_separator(&info, 48_000.0, 256, 2).unwrap();
         slot.install(sep, info.clone());
         slot.set_requested_generation(params.weights_path.generation());
@@ -403,7 +403,7 @@ mod tests {
     fn a_second_choice_ready_while_the_first_swap_is_in_flight_is_not_lost() {
         let params = Arc::new(IsolaParams::default());
         let (loader, mut slot) = channel(params.clone());
-        let info = load_weights(None).unwrap();
+        let info = load_weights(None, Default::default()).unwrap();
         slot.install(build_separator(&info, 48_000.0, 256, 2).unwrap(), info.clone());
         slot.set_requested_generation(params.weights_path.generation());
         let dir = temp_dir("two-choices");

@@ -4,6 +4,7 @@
 //! Everything here is built, started and stopped off the audio thread, in `activate()` /
 //! `deactivate()`; the audio thread only checks [`Isola::mode_changed`](crate::Isola) (atomics).
 
+use isola_engine::embedded::LatencyMode;
 use isola_engine::rt::Separator;
 use isola_engine::worker::{Worker, WorkerConfig, preferred_device};
 
@@ -28,6 +29,8 @@ pub(crate) struct Mode {
     budget_hops: usize,
     /// `worker_weights_path` generation the worker was started with.
     worker_generation: u64,
+    /// Which built-in weights run (light and worker).
+    latency: LatencyMode,
 }
 
 /// Builds and prepares a separator. Allocates: only from `activate()` or a background thread.
@@ -71,10 +74,11 @@ impl Isola {
         // Served from here on, whatever the outcome: do not retry a failing file every block.
         self.slot.set_requested_generation(generation);
 
-        let running_path = self.slot.info.as_ref().map(|i| i.path.clone());
+        let mode: LatencyMode = self.params.latency.value().into();
+        let running = self.slot.info.as_ref().map(|i| i.source_of());
         let mut new_info = None;
-        if running_path.as_ref() != Some(&path) {
-            match weights::load_weights(path.as_deref()) {
+        if running != Some(ModelInfo::source(path.as_deref(), mode)) {
+            match weights::load_weights(path.as_deref(), mode) {
                 Ok(info) => new_info = Some(info),
                 Err(e) => self.loader.set_error(e),
             }
@@ -85,7 +89,7 @@ impl Isola {
 
         // The requested model, else the running one, else (parsed only if needed) the default.
         let current = self.slot.info.as_deref().cloned();
-        let fallback = std::iter::once_with(|| weights::load_weights(None).ok());
+        let fallback = std::iter::once_with(|| weights::load_weights(None, mode).ok());
         let candidates = [new_info, current].into_iter().chain(fallback).flatten();
         let mut last_err = LoadError("no usable weights".into());
         for info in candidates {
@@ -127,6 +131,7 @@ impl Isola {
             quality: self.params.quality.value(),
             budget_hops: self.params.worker_budget.value().clamp(1, MAX_WORKER_BUDGET) as usize,
             worker_generation: self.params.worker_weights_path.generation(),
+            latency: self.params.latency.value().into(),
         }
     }
 
@@ -135,6 +140,7 @@ impl Isola {
     pub(crate) fn mode_changed(&self) -> bool {
         let (Some(now), want) = (self.mode, self.wanted_mode()) else { return false };
         now.quality != want.quality
+            || now.latency != want.latency
             || (want.quality == Quality::Worker
                 && (now.budget_hops != want.budget_hops || now.worker_generation != want.worker_generation))
     }
@@ -154,7 +160,7 @@ impl Isola {
             let mut st = WorkerStatus { budget_hops: mode.budget_hops, ..Default::default() };
             let started =
                 self.slot.info.as_deref().ok_or_else(|| LoadError("no light model".into())).and_then(|light| {
-                    let info = weights::load_worker_weights(path.as_deref())?;
+                    let info = weights::load_worker_weights(path.as_deref(), mode.latency)?;
                     worker_fits(light, &info)?;
                     let (device, device_name) = preferred_device();
                     // One candle thread: the worker shares the machine with the host and its plugins.

@@ -10,6 +10,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use isola_engine::embedded::LatencyMode;
 use isola_engine::rt::link::DEFAULT_BUDGET_HOPS;
 use isola_engine::rt::{MAX_STRENGTH, OutputMode, SeparatorParams};
 use nice_plug::params::persist::PersistentField;
@@ -63,6 +64,35 @@ pub enum Quality {
     Worker,
 }
 
+/// The algorithmic latency: which built-in light weights run (the engine's
+/// [`LatencyMode`]; the IDs are its names). A custom weights file runs at its own grid's
+/// latency whatever this says.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Latency {
+    /// 22.8 ms at 44.1 kHz: the best separation.
+    #[id = "23ms"]
+    #[name = "23 ms"]
+    Ms23,
+    /// 11.4 ms at 44.1 kHz.
+    #[id = "12ms"]
+    #[name = "12 ms"]
+    Ms12,
+    /// 5.7 ms at 44.1 kHz, for live monitoring.
+    #[id = "6ms"]
+    #[name = "6 ms"]
+    Ms6,
+}
+
+impl From<Latency> for LatencyMode {
+    fn from(l: Latency) -> Self {
+        match l {
+            Latency::Ms23 => LatencyMode::Ms23,
+            Latency::Ms12 => LatencyMode::Ms12,
+            Latency::Ms6 => LatencyMode::Ms6,
+        }
+    }
+}
+
 /// Range of the worker's deadline in hops.
 pub const MAX_WORKER_BUDGET: i32 = 8;
 
@@ -85,6 +115,10 @@ pub struct IsolaParams {
     /// Latency-compensated bypass (the engine crossfades to the delayed dry signal).
     #[id = "bypass"]
     pub bypass: BoolParam,
+    /// The latency mode of the built-in weights. Changes the latency, so it applies through a
+    /// host restart and is not automatable.
+    #[id = "latency"]
+    pub latency: EnumParam<Latency>,
     /// Light / Worker. Changes the latency, so it applies through a host restart and is not
     /// automatable.
     #[id = "quality"]
@@ -129,6 +163,7 @@ impl Default for IsolaParams {
                 .with_value_to_string(formatters::v2s_bool_bypass())
                 .with_string_to_value(formatters::s2v_bool_bypass())
                 .make_bypass(),
+            latency: EnumParam::new("Latency", Latency::Ms23).non_automatable(),
             quality: EnumParam::new("Quality", Quality::Light).non_automatable(),
             worker_budget: IntParam::new(
                 "Worker budget",
@@ -284,6 +319,24 @@ unsafe fn value_fits(v: &ParamValue, ptr: ParamPtr) -> bool {
                 *i >= r.unnormalize(0.0) && *i <= r.unnormalize(1.0)
             }
             _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The saved IDs and shown names are the engine's: one name per mode everywhere.
+    #[test]
+    fn latency_ids_and_names_are_the_engine_modes() {
+        let ids = Latency::ids().expect("stable IDs");
+        assert_eq!(ids.len(), LatencyMode::ALL.len());
+        for (i, id) in ids.iter().enumerate() {
+            let mode = LatencyMode::from(Latency::from_index(i));
+            assert_eq!(mode, LatencyMode::ALL[i]);
+            assert_eq!(*id, mode.name());
+            assert_eq!(Latency::variants()[i], mode.to_string());
         }
     }
 }

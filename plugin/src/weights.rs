@@ -5,16 +5,32 @@
 use std::fmt;
 use std::sync::Arc;
 
-use isola_engine::embedded;
+use isola_engine::embedded::LatencyMode;
 use isola_engine::rt::RtMaskNet;
 use isola_engine::weights::{Weights, WeightsError};
 
-/// Where a model came from; `None` path = embedded default.
+/// Where a model came from: a file, or (`path` = `None`) the built-in weights of a latency
+/// mode.
 #[derive(Clone)]
 pub struct ModelInfo {
     pub path: Option<String>,
+    /// The latency mode whose built-in weights these are; `None` for a file.
+    pub mode: Option<LatencyMode>,
     pub name: String,
     pub weights: Arc<Weights>,
+}
+
+impl ModelInfo {
+    /// What a load of (`path`, `mode`) would give, for comparing with a running model: a
+    /// file is the same whatever the mode.
+    pub fn source(path: Option<&str>, mode: LatencyMode) -> (Option<String>, Option<LatencyMode>) {
+        (path.map(str::to_owned), path.is_none().then_some(mode))
+    }
+
+    /// This model's [`source`](Self::source).
+    pub fn source_of(&self) -> (Option<String>, Option<LatencyMode>) {
+        (self.path.clone(), self.mode)
+    }
 }
 
 /// A readable loading error.
@@ -53,25 +69,41 @@ impl ModelSummary {
     }
 }
 
-/// Loads weights from a path or the embedded default. Allocates and does IO: never call it on
-/// the audio thread.
-pub fn load_weights(path: Option<&str>) -> Result<ModelInfo, LoadError> {
-    load_from(path, embedded::light)
+/// Loads weights from a path or the built-in light weights of latency `mode`. Allocates and
+/// does IO: never call it on the audio thread.
+pub fn load_weights(path: Option<&str>, mode: LatencyMode) -> Result<ModelInfo, LoadError> {
+    load_from(path, mode, || mode.light().map_err(|e| invalid_built_in(mode, e)))
 }
 
-/// Loads worker weights from a path or the embedded default worker weights. Not for the
-/// audio thread.
-pub fn load_worker_weights(path: Option<&str>) -> Result<ModelInfo, LoadError> {
-    load_from(path, embedded::worker)
+/// Loads worker weights from a path or the built-in worker weights of latency `mode`; a mode
+/// without built-in worker weights is an error that says so. Not for the audio thread.
+pub fn load_worker_weights(path: Option<&str>, mode: LatencyMode) -> Result<ModelInfo, LoadError> {
+    load_from(path, mode, || match mode.worker() {
+        Some(w) => w.map_err(|e| invalid_built_in(mode, e)),
+        None => Err(LoadError(format!(
+            "no built-in worker weights for Latency = {mode} yet: running the light network only \
+             (choose worker weights trained on this mode's grid, or Latency = {})",
+            LatencyMode::default()
+        ))),
+    })
 }
 
-fn load_from(path: Option<&str>, embedded: fn() -> Result<Weights, WeightsError>) -> Result<ModelInfo, LoadError> {
+fn invalid_built_in(mode: LatencyMode, e: WeightsError) -> LoadError {
+    LoadError(format!("built-in weights of Latency = {mode} are invalid: {e}"))
+}
+
+fn load_from(
+    path: Option<&str>,
+    mode: LatencyMode,
+    built_in: impl FnOnce() -> Result<Weights, LoadError>,
+) -> Result<ModelInfo, LoadError> {
     let weights = match path {
-        None => embedded().map_err(|e| LoadError(format!("embedded default weights are invalid: {e}")))?,
         Some(p) => Weights::load(p).map_err(|e| LoadError(format!("cannot load weights '{p}': {e}")))?,
+        None => built_in()?,
     };
     let name = display_name(&weights.meta.provenance.name, path);
-    Ok(ModelInfo { path: path.map(str::to_owned), name, weights: Arc::new(weights) })
+    let (path, mode) = ModelInfo::source(path, mode);
+    Ok(ModelInfo { path, mode, name, weights: Arc::new(weights) })
 }
 
 /// How the editor and the log name a model: its metadata name and where it came from, each
@@ -129,18 +161,37 @@ mod tests {
 
     #[test]
     fn unreadable_weights_give_readable_errors() {
-        let missing = load_weights(Some("/definitely/not/here.safetensors")).err().unwrap();
+        let missing = load_weights(Some("/definitely/not/here.safetensors"), LatencyMode::Ms23).err().unwrap();
         assert!(missing.0.contains("cannot load weights '/definitely/not/here.safetensors'"), "{missing}");
         let dir = temp_dir("errors");
         let bad = dir.join("bad.safetensors");
         std::fs::write(&bad, b"garbage").unwrap();
-        let err = load_weights(Some(bad.to_str().unwrap())).err().unwrap();
+        let err = load_weights(Some(bad.to_str().unwrap()), LatencyMode::Ms6).err().unwrap();
         assert!(err.0.starts_with("cannot load weights"), "{err}");
         assert!(err.0.len() > "cannot load weights ''".len() + bad.to_str().unwrap().len());
-        let default = load_weights(None).unwrap();
+        let default = load_weights(None, LatencyMode::default()).unwrap();
         assert_eq!(default.name, "Isola light (default), embedded");
         assert!(default.path.is_none());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn each_latency_mode_loads_its_own_built_in_weights() {
+        for mode in LatencyMode::ALL {
+            let info = load_weights(None, mode).unwrap();
+            assert_eq!((info.path.as_deref(), info.mode), (None, Some(mode)));
+            assert_eq!(info.weights.meta, mode.light().unwrap().meta, "{mode}");
+            match load_worker_weights(None, mode) {
+                Ok(worker) => assert!(mode.worker().is_some() && worker.mode == Some(mode)),
+                Err(e) => {
+                    assert!(mode.worker().is_none(), "{mode}: {e}");
+                    assert!(e.0.contains(&format!("Latency = {mode}")) && e.0.contains("light network only"), "{e}");
+                }
+            }
+        }
+        // A file is the same model whatever the mode.
+        assert_eq!(ModelInfo::source(Some("/w.safetensors"), LatencyMode::Ms6), (Some("/w.safetensors".into()), None));
+        assert_eq!(ModelInfo::source(None, LatencyMode::Ms6), (None, Some(LatencyMode::Ms6)));
     }
 
     #[test]
@@ -148,8 +199,8 @@ mod tests {
         assert_eq!(display_name("", None), "embedded default");
         assert_eq!(display_name(" ", Some("/w/x.safetensors")), "/w/x.safetensors");
         assert_eq!(display_name("Mine", Some("/w/x.safetensors")), "Mine, /w/x.safetensors");
-        let default = load_weights(None).unwrap();
-        let worker = load_worker_weights(None).unwrap();
+        let default = load_weights(None, LatencyMode::default()).unwrap();
+        let worker = load_worker_weights(None, LatencyMode::default()).unwrap();
         assert_eq!(worker.name, "Isola worker (default), embedded");
         for info in [&default, &worker] {
             assert_eq!(info.name.matches("default").count(), 1, "{}", info.name);

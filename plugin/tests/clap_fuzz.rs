@@ -5,15 +5,15 @@
 //!
 //! Per block: a random size (log-uniform in 1..=max block: many tiny blocks, some huge; max
 //! block up to 8192), random parameter events at random offsets (every automatable parameter;
-//! rarely Quality or Worker budget, which ask for a restart), now and then an input burst (NaN,
-//! ±Inf, mixed non-finite, subnormals, ±1e6, ±1e30, full-scale square / noise / DC, digital
-//! silence, a mix of all) and, rarely, fewer output ports or a host `reset()`. Between segments
-//! of blocks, on the main thread as hosts do: state save and load (round trip, an earlier
-//! state, a random one, a damaged one), weights swaps (a state naming another weights file: a
-//! copy of the default, other weights on the same grid, weights on another grid (restart, new
-//! latency), a broken or a missing file, other worker weights), deactivate and reactivate at
-//! another sample rate (some outside the engine's range: pass-through), max block size and
-//! channel layout, and every restart the plugin asks for.
+//! rarely Latency, Quality or Worker budget, which ask for a restart), now and then an input
+//! burst (NaN, ±Inf, mixed non-finite, subnormals, ±1e6, ±1e30, full-scale square / noise / DC,
+//! digital silence, a mix of all) and, rarely, fewer output ports or a host `reset()`. Between
+//! segments of blocks, on the main thread as hosts do: state save and load (round trip, an
+//! earlier state, a random one, a damaged one), weights swaps (a state naming another weights
+//! file: a copy of the default, other weights on the same grid, weights on another grid
+//! (restart, new latency), a broken or a missing file, other worker weights), deactivate and
+//! reactivate at another sample rate (some outside the engine's range: pass-through), max block
+//! size and channel layout, and every restart the plugin asks for.
 //!
 //! Checked on every sample: all outputs finite and never subnormal, main output bounded; while
 //! separating the stems sum to the (sanitised) input delayed by the latency reported at the
@@ -332,7 +332,7 @@ struct Fuzz<'a> {
     s: Settings,
     music: &'a [Vec<f32>],
     automatable: Vec<ParamSpec>,
-    /// Quality and Worker budget: not automatable, a change asks for a restart.
+    /// Latency, Quality and Worker budget: not automatable, a change asks for a restart.
     restarting: Vec<ParamSpec>,
     all_params: Vec<ParamSpec>,
     files: WeightsFiles,
@@ -633,7 +633,7 @@ impl Fuzz<'_> {
         let mut json: Value = serde_json::from_slice(&p.save_state()[8..]).unwrap();
         let defaults = isola_plugin::params::IsolaParams::default();
         for (id, ptr, _) in defaults.param_map() {
-            let restarting = id == "quality" || id == "worker-budget";
+            let restarting = ["latency", "quality", "worker-budget"].contains(&id.as_str());
             if !rng.random_bool(if restarting { 0.2 } else { 0.6 }) {
                 continue;
             }
@@ -765,12 +765,12 @@ fn random_blocks_params_state_reactivation_and_weights_swaps() {
 
     let mut p = Plugin::load(&bundle("clap"));
     let specs = p.param_specs();
-    let restarting_names = ["Quality", "Worker budget"];
+    let restarting_names = ["Latency", "Quality", "Worker budget"];
     let automatable: Vec<ParamSpec> = specs.iter().filter(|s| s.automatable).cloned().collect();
     let restarting: Vec<ParamSpec> =
         specs.iter().filter(|s| restarting_names.contains(&s.name.as_str())).cloned().collect();
     assert!(automatable.len() >= 6, "automatable parameters: {automatable:?}");
-    assert_eq!(restarting.len(), 2, "{specs:?}");
+    assert_eq!(restarting.len(), 3, "{specs:?}");
 
     // Ten seconds of music, looped (at whatever rate the host runs).
     let music: Vec<Vec<f32>> = mixture(48_000.0, 480_000).into();

@@ -8,6 +8,7 @@ mod common;
 
 use common::clap::{ParamChange, Plugin, Rendered, clap_state_blob, load_isola};
 use common::*;
+use isola_engine::embedded::LatencyMode;
 use isola_engine::rt::{RtMaskNet, Separator};
 use isola_engine::weights::Weights;
 
@@ -75,9 +76,17 @@ fn ports_params_and_text_entry() {
     assert_eq!(ports[1], ("Vocals".to_owned(), 2));
     assert_eq!(ports[2], ("Accompaniment".to_owned(), 2));
     assert_eq!(ports[0].1, 2);
-    for name in
-        ["Output", "Vocal level", "Accompaniment level", "Strength", "Mix", "Bypass", "Quality", "Worker budget"]
-    {
+    for name in [
+        "Output",
+        "Vocal level",
+        "Accompaniment level",
+        "Strength",
+        "Mix",
+        "Bypass",
+        "Latency",
+        "Quality",
+        "Worker budget",
+    ] {
         p.id(name);
     }
     // Text entry round trips through the plugin's own formatters, with units.
@@ -448,6 +457,65 @@ fn custom_weights_swap_invalid_file_and_latency_change() {
     p.deactivate(proc);
     reference.deactivate(proc_ref);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Latency (issue 18): each mode runs its own built-in weights, and the plugin reports their
+/// latency exactly after the restart a change asks for (≤ 6 ms and ≤ 12 ms at 44.1 and
+/// 48 kHz). The main output is, to the sample, the engine's with that mode's weights.
+#[test]
+fn each_latency_mode_runs_its_weights_and_reports_its_latency() {
+    let block = 128;
+    for sr in [44_100.0, 48_000.0] {
+        let input: Vec<Vec<f32>> = mixture(sr as f32, (0.6 * sr) as usize).into();
+        let mut p = load();
+        let id = p.id("Latency");
+        assert_eq!(p.text("Latency"), LatencyMode::default().to_string());
+        let mut proc = p.activate(sr, block as u32, 2);
+        let mut reported = Vec::new();
+        // Every mode, then back to the default: each change is one restart away.
+        for (step, mode) in LatencyMode::ALL.into_iter().chain([LatencyMode::Ms23]).enumerate() {
+            if step > 0 {
+                let value = p.text_to_value("Latency", &mode.to_string());
+                let first = [&input[0][..block], &input[1][..block]];
+                let (pr, ()) = p.on_audio_thread(proc, move |x| {
+                    let mut out = Rendered::default();
+                    x.block(&first, &[(0, id, value)], &mut out);
+                });
+                proc = pr;
+                assert!(p.restart_requested(), "{sr} Hz: Latency = {mode} asked for no restart");
+                assert_eq!(p.text("Latency"), mode.to_string());
+                let changes = p.latency_changes();
+                p.deactivate(proc);
+                proc = p.activate(sr, block as u32, 2);
+                assert!(p.latency_changes() > changes, "{sr} Hz, {mode}: host not told of the latency");
+            }
+            let w = mode.light().unwrap();
+            let want_latency = w.meta.model.frame_grid(&w.meta.stft).latency_samples(sr, 0);
+            let latency = p.latency() as usize;
+            assert_eq!(latency, want_latency, "{sr} Hz, Latency = {mode}");
+            let bound = match mode {
+                LatencyMode::Ms23 => 23.0,
+                LatencyMode::Ms12 => 12.0,
+                LatencyMode::Ms6 => 6.0,
+            };
+            assert!(latency as f64 * 1e3 / sr <= bound, "{sr} Hz, {mode}: {latency} samples");
+            reported.push(latency);
+            let data = input.clone();
+            let (pr, out) = p.on_audio_thread(proc, move |x| x.run(&data, &[block], &[]));
+            proc = pr;
+            assert_finite(&out, &format!("{sr} Hz, {mode}"));
+            assert_stems_sum_to_delayed_input(&out, &input, latency, &format!("{sr} Hz, {mode}"));
+            let want = engine_main_output_with(&w, &input, sr, block);
+            for c in 0..2 {
+                let err = max_abs_diff(&out.main[c], &want[c]);
+                assert!(err < 1e-5, "{sr} Hz, {mode}: main output differs from the engine's by {err}");
+            }
+            p.deactivate(proc);
+            proc = p.activate(sr, block as u32, 2);
+        }
+        assert!(reported[0] > reported[1] && reported[1] > reported[2] && reported[3] == reported[0], "{reported:?}");
+        p.deactivate(proc);
+    }
 }
 
 /// A host may pass fewer output ports than the plugin declares: only the main port from the

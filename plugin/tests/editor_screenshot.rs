@@ -237,7 +237,7 @@ fn editor_renders_and_the_spectrogram_moves() {
     // The plugin's pieces, wired as in `Isola`: params, loader, separator, taps.
     let params = Arc::new(IsolaParams::default());
     let (loader, mut slot) = handover::channel(params.clone());
-    let info = weights::load_weights(None).unwrap();
+    let info = weights::load_weights(None, Default::default()).unwrap();
     loader.set_ok(info.name.clone(), Some(weights::ModelSummary::of(&info)));
     slot.install(build_separator(&info, RATE, BLOCK, 2).unwrap(), info);
     let telemetry = Arc::new(Telemetry::default());

@@ -73,7 +73,7 @@ fn publishing_never_allocates_with_the_editor_consuming_or_closed() {
         return;
     }
     assert_guard_is_armed();
-    let info = load_weights(None).unwrap();
+    let info = load_weights(None, Default::default()).unwrap();
     let mut sep = build_separator(&info, RATE, BLOCK, 2).unwrap();
     let telemetry = Arc::new(Telemetry::default());
     let mut taps = Taps::new(telemetry.clone());

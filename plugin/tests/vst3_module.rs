@@ -138,8 +138,8 @@ fn vst3_factory_component_and_processing() {
         assert_eq!(names[1..], ["Vocals".to_owned(), "Accompaniment".to_owned()]);
 
         let controller = component.cast::<IEditController>().expect("no IEditController");
-        // Output, two levels, Strength, Mix, Bypass, Quality, Worker budget.
-        assert_eq!(controller.getParameterCount(), 8);
+        // Output, two levels, Strength, Mix, Bypass, Latency, Quality, Worker budget.
+        assert_eq!(controller.getParameterCount(), 9);
 
         let processor = component.cast::<IAudioProcessor>().expect("no IAudioProcessor");
         let block = 512usize;
@@ -316,15 +316,18 @@ fn vst3_inactive_stem_buses_and_parameters_set_while_processing() {
         assert!(out.iter().flatten().flatten().all(|x| x.is_finite()));
 
         // Quality = Worker set through the controller while processing, no process call after.
-        let quality = (0..controller.getParameterCount())
-            .map(|i| {
-                let mut info: ParameterInfo = std::mem::zeroed();
-                assert_eq!(controller.getParameterInfo(i, &mut info), kResultOk);
-                info
-            })
-            .find(|info| utf16(&info.title) == "Quality")
-            .expect("no Quality parameter")
-            .id;
+        let param = |title: &str| {
+            (0..controller.getParameterCount())
+                .map(|i| {
+                    let mut info: ParameterInfo = std::mem::zeroed();
+                    assert_eq!(controller.getParameterInfo(i, &mut info), kResultOk);
+                    info
+                })
+                .find(|info| utf16(&info.title) == title)
+                .unwrap_or_else(|| panic!("no {title} parameter"))
+                .id
+        };
+        let quality = param("Quality");
         assert_eq!(controller.setParamNormalized(quality, 1.0), kResultOk);
         assert_eq!(controller.getParamNormalized(quality), 1.0, "value set while processing was dropped");
         let state = saved_state(&component);
@@ -346,6 +349,26 @@ fn vst3_inactive_stem_buses_and_parameters_set_while_processing() {
         assert_eq!(component.setActive(0), kResultOk);
         assert_eq!(component.setActive(1), kResultOk);
         assert_eq!(processor.getLatencySamples() as usize, light_latency, "switching back to Light kept the latency");
+
+        // Latency = 6 ms (the last mode) the same way: the host gets that mode's latency.
+        let latency_param = param("Latency");
+        let reactivate = || {
+            assert_eq!(processor.setProcessing(0), kResultOk);
+            assert_eq!(component.setActive(0), kResultOk);
+            assert_eq!(component.setActive(1), kResultOk);
+            processor.getLatencySamples() as usize
+        };
+        assert_eq!(controller.setParamNormalized(latency_param, 1.0), kResultOk);
+        assert_eq!(saved_state(&component)["params"]["latency"]["string"], "6ms");
+        let w = isola_engine::embedded::LatencyMode::Ms6.light().unwrap();
+        let want = w.meta.model.frame_grid(&w.meta.stft).latency_samples(sr, 0);
+        assert_eq!(reactivate(), want, "Latency = 6 ms: VST3 latency");
+        assert!(want as f64 * 1e3 / sr <= 6.0);
+        assert_eq!(processor.setProcessing(1), kResultOk);
+        let out = process_block(&processor, &slice, 1, [true, false, false]);
+        assert!(out[0].iter().flatten().all(|x| x.is_finite()));
+        assert_eq!(controller.setParamNormalized(latency_param, 0.0), kResultOk);
+        assert_eq!(reactivate(), light_latency, "back to Latency = 23 ms");
 
         shut_down(&lib, factory, component, controller, processor);
     }

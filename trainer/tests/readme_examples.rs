@@ -98,6 +98,7 @@ fn scripts_answer_help_and_print_a_usage_line_when_called_wrongly() {
         ("gpu-train.sh", vec![missing]),
         ("score-run.sh", vec![]),
         ("score-run.sh", vec![missing]),
+        ("latency-modes.sh", vec!["out", "extra"]),
     ] {
         let path = scripts.join(script);
         let run = |args: &[&str]| std::process::Command::new("bash").arg(&path).args(args).output().unwrap();

@@ -185,6 +185,8 @@ fn info_prints_the_default_weights_metadata() {
     assert!(log.contains(&fft) && log.contains(&format!("parameters:      {}", meta.model.param_count())), "{log}");
     let latency = meta.stft.latency_samples() + meta.model.lookahead * meta.stft.hop;
     assert!(log.contains(&format!("latency:         {latency} samples (")), "{log}");
+    // 1008/252 at 44.1 kHz runs as 1080/270 at 48 kHz: 1079 samples.
+    assert!(log.contains("1079 samples (22.5 ms) at 48000 Hz"), "{log}");
     // `default` names the built-in weights: both are shown, without a checkout.
     let (ok, log) = isola(&["info", "default"]);
     assert!(ok && log.contains("built-in light weights") && log.contains("built-in worker weights"), "{log}");

@@ -129,6 +129,10 @@ impl IsolaEditor {
             row(ui, "Bypass", &|ui| {
                 ui.add(ParamSlider::for_param(&p.bypass, setter).with_width(200.0));
             });
+            row(ui, "Latency", &|ui| {
+                ui.add(ParamSlider::for_param(&p.latency, setter).with_width(200.0))
+                    .on_hover_text("Latency of the built-in weights: 23 ms separates best, 12 ms and 6 ms are for live monitoring. A custom weights file runs at its own latency. Applies when the host restarts the plugin.");
+            });
             row(ui, "Quality", &|ui| {
                 ui.add(ParamSlider::for_param(&p.quality, setter).with_width(200.0))
                     .on_hover_text("Light: in-thread network, lowest latency. Worker: heavier network on its own thread, light network for late frames. Applies when the host restarts the plugin.");

@@ -172,8 +172,17 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 /// and the embedded weights, in blocks of `block`: what the plugin's main output must be,
 /// whatever output buses or ports the host gives it.
 pub fn engine_main_output(input: &[Vec<f32>], sample_rate: f64, block: usize) -> Vec<Vec<f32>> {
-    let w = isola_engine::embedded::light().unwrap();
-    let mut sep = isola_engine::Separator::new(isola_engine::RtMaskNet::new(&w).unwrap());
+    engine_main_output_with(&isola_engine::embedded::light().unwrap(), input, sample_rate, block)
+}
+
+/// [`engine_main_output`] for the weights `w`.
+pub fn engine_main_output_with(
+    w: &isola_engine::Weights,
+    input: &[Vec<f32>],
+    sample_rate: f64,
+    block: usize,
+) -> Vec<Vec<f32>> {
+    let mut sep = isola_engine::Separator::new(isola_engine::RtMaskNet::new(w).unwrap());
     sep.prepare(sample_rate as f32, block, input.len()).unwrap();
     let params = isola_engine::SeparatorParams { output: isola_engine::OutputMode::Vocals, ..Default::default() };
     let render = isola_engine::render::Render { blocks: &[block], stem_channels: None, align: false };

@@ -7,9 +7,7 @@ use clap::Args;
 use clap::builder::TypedValueParser as _;
 use isola_engine::atomic_file;
 
-use isola_engine::rt::Precision;
-
-use super::{frames_bar, load_weights, load_worker_weights, parse_precision};
+use super::{ModelArgs, frames_bar};
 use crate::audio::cache::AudioLoader;
 use crate::audio::{Chunks, Clip};
 use crate::data::{DataSpec, LoadOptions, Source, discover_all, load_pool};
@@ -19,13 +17,8 @@ use crate::train::loudest_window;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Weights file (.safetensors); the built-in default weights otherwise (or `default`).
-    #[arg(long, value_name = "W")]
-    pub weights: Option<PathBuf>,
-    /// Also score the plugin's Quality = Worker path with these worker weights (`default` =
-    /// the built-in worker weights), rendered offline so no frame falls back.
-    #[arg(long, value_name = "W")]
-    pub worker_weights: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Data set folder with vocals/accompaniment tracks (repeatable; loose folders are ignored).
     #[arg(long = "data", required = true, value_name = "DIR")]
     pub data: Vec<DataSpec>,
@@ -52,10 +45,6 @@ pub struct EvalArgs {
     /// more than DB decibels either way.
     #[arg(long, value_name = "DB", requires = "input_bits")]
     pub max_input_change: Option<f64>,
-    /// Storage precision of the light model's weights in the real-time network: f32, f16,
-    /// int8 or mixed (the plugin runs the default).
-    #[arg(long, value_name = "P", default_value = Precision::default().name(), value_parser = parse_precision)]
-    pub precision: Precision,
     /// Skip unreadable or inconsistent tracks (listed) instead of failing.
     #[arg(long)]
     pub skip_bad: bool,
@@ -65,8 +54,7 @@ pub struct EvalArgs {
 }
 
 pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
-    let weights = load_weights(args.weights.as_deref())?;
-    let worker = load_worker_weights(args.worker_weights.as_deref())?;
+    let (weights, worker) = args.model.load()?;
     let loader = AudioLoader::new(None, args.cache.clone());
     // One data set at a time, so every track keeps the name of the `--data` it came from.
     // Tracks stay in the cache's files when there is a cache: one at a time is read.
@@ -124,7 +112,7 @@ pub(super) fn run(args: &EvalArgs) -> anyhow::Result<()> {
         }
     }
     let bar = frames_bar(tracks.iter().map(|t| t.vocals.frames() as u64).sum(), args.quiet, "scoring");
-    let result = evaluate(&tracks, &sets, &weights, args.precision, worker.as_ref(), args.input_bits, &bar)?;
+    let result = evaluate(&tracks, &sets, &weights, args.model.precision, worker.as_ref(), args.input_bits, &bar)?;
     bar.finish();
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;

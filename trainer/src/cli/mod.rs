@@ -8,12 +8,13 @@ mod separate;
 mod train;
 mod weights;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use isola_engine::Weights;
+use isola_engine::embedded::LatencyMode;
 
 use crate::progress::{Progress, Style};
 
@@ -97,22 +98,77 @@ fn named(e: isola_engine::WeightsError, path: &Path, what: &str) -> anyhow::Erro
     }
 }
 
-/// Loads `--weights`, or the built-in default.
-pub fn load_weights(path: Option<&Path>) -> anyhow::Result<Weights> {
-    match path {
-        Some(p) if !isola_engine::embedded::is_built_in(p) => Weights::load(p).map_err(|e| named(e, p, "weights")),
-        _ => isola_engine::embedded::light().context("built-in default weights"),
+/// Which model runs and how: the arguments `isola separate` and `isola eval` share.
+#[derive(Debug, clap::Args)]
+pub struct ModelArgs {
+    /// Weights file (.safetensors); the built-in light weights of --latency otherwise (or
+    /// `default`).
+    #[arg(long, value_name = "W")]
+    pub weights: Option<PathBuf>,
+    /// Latency mode of the built-in weights, as the plugin's Latency parameter: 23ms
+    /// (default; 22.8 ms at 44.1 kHz), 12ms (11.4 ms) or 6ms (5.7 ms). A --weights file runs
+    /// at its own grid's latency.
+    #[arg(long, value_name = "MODE", value_parser = parse_latency, conflicts_with = "weights")]
+    pub latency: Option<LatencyMode>,
+    /// The plugin's Quality = Worker: also run this heavier worker model (`default` = the
+    /// built-in worker weights of --latency), with the light model as fallback; rendered
+    /// offline so no frame falls back.
+    #[arg(long, value_name = "W")]
+    pub worker_weights: Option<PathBuf>,
+    /// Storage precision of the light model's weights in the real-time network: f32, f16,
+    /// int8 or mixed (the plugin runs the default).
+    #[arg(long, value_name = "P", default_value = isola_engine::rt::Precision::default().name(), value_parser = parse_precision)]
+    pub precision: isola_engine::rt::Precision,
+}
+
+impl ModelArgs {
+    /// The light weights and the worker weights (if asked for). Reads files: not for the
+    /// audio thread.
+    pub fn load(&self) -> anyhow::Result<(Weights, Option<Weights>)> {
+        Ok((
+            load_weights(self.weights.as_deref(), self.latency)?,
+            load_worker_weights(self.worker_weights.as_deref(), self.latency)?,
+        ))
     }
 }
 
-/// Worker weights for `--worker-weights`: none, `default` (built in) or a file.
-pub fn load_worker_weights(path: Option<&Path>) -> anyhow::Result<Option<Weights>> {
+/// Loads `--weights`, or the built-in light weights of `--latency` (default: 23 ms).
+pub fn load_weights(path: Option<&Path>, latency: Option<LatencyMode>) -> anyhow::Result<Weights> {
+    match path {
+        Some(p) if !isola_engine::embedded::is_built_in(p) => Weights::load(p).map_err(|e| named(e, p, "weights")),
+        _ => {
+            let mode = latency.unwrap_or_default();
+            mode.light().with_context(|| format!("built-in light weights of latency mode {mode}"))
+        }
+    }
+}
+
+/// Worker weights for `--worker-weights`: none, `default` (the built-in worker weights of
+/// `--latency`, an error for a mode without them) or a file.
+pub fn load_worker_weights(path: Option<&Path>, latency: Option<LatencyMode>) -> anyhow::Result<Option<Weights>> {
+    let mode = latency.unwrap_or_default();
     Ok(match path {
         None => None,
-        Some(p) if isola_engine::embedded::is_built_in(p) => {
-            Some(isola_engine::embedded::worker().context("built-in worker weights")?)
-        }
+        Some(p) if isola_engine::embedded::is_built_in(p) => Some(
+            mode.worker()
+                .with_context(|| {
+                    format!(
+                        "--worker-weights default: no built-in worker weights for latency mode {mode} yet \
+                         (only {} has them); pass worker weights trained on that mode's grid",
+                        LatencyMode::default()
+                    )
+                })?
+                .with_context(|| format!("built-in worker weights of latency mode {mode}"))?,
+        ),
         Some(p) => Some(Weights::load(p).map_err(|e| named(e, p, "worker weights"))?),
+    })
+}
+
+/// `--latency`: a [`LatencyMode`] by name (`23ms`, `12`, `6 ms`, ...).
+pub fn parse_latency(name: &str) -> Result<LatencyMode, String> {
+    LatencyMode::from_name(name).ok_or_else(|| {
+        let names: Vec<_> = LatencyMode::ALL.iter().map(|m| m.name()).collect();
+        format!("unknown latency mode {name:?}; one of {}", names.join(", "))
     })
 }
 

@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 
-use isola_engine::rt::Precision;
-
-use super::{frames_bar, load_weights, load_worker_weights, parse_precision};
+use super::{ModelArgs, frames_bar};
 use std::process::ExitCode;
 
 use isola_engine::Weights;
@@ -28,17 +26,8 @@ pub struct SeparateArgs {
     /// bytes, and made unique within the run by `-2`, `-3`, ...
     #[arg(long, short, value_name = "DIR")]
     pub out: PathBuf,
-    /// Weights file (.safetensors); the built-in default weights otherwise (or `default`).
-    #[arg(long, value_name = "W")]
-    pub weights: Option<PathBuf>,
-    /// The plugin's Quality = Worker: also run this heavier worker model (`default` = the
-    /// built-in worker weights), with the light model as fallback; rendered offline.
-    #[arg(long, value_name = "W")]
-    pub worker_weights: Option<PathBuf>,
-    /// Storage precision of the light model's weights in the real-time network: f32, f16,
-    /// int8 or mixed (the plugin runs the default).
-    #[arg(long, value_name = "P", default_value = Precision::default().name(), value_parser = parse_precision)]
-    pub precision: Precision,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Replace the output folders of earlier runs (each as a whole, and only when it holds
     /// nothing but stems); without it an existing output folder fails that input.
     #[arg(long)]
@@ -164,7 +153,7 @@ fn separate_one(args: &SeparateArgs, setup: &Setup, input: &Path, dir: &Path) ->
     }
     let bar = frames_bar(audio.frames() as u64, args.quiet, "separating");
     bar.set_message(dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-    let stems = separate_with(&setup.weights, args.precision, setup.worker.as_ref(), &audio, Some(&bar))
+    let stems = separate_with(&setup.weights, args.model.precision, setup.worker.as_ref(), &audio, Some(&bar))
         .with_context(|| format!("separating {}", input.display()))?;
     bar.finish();
     let replaced = write_track(dir, &stems.vocals, &stems.accompaniment, args.overwrite)?;
@@ -177,10 +166,8 @@ fn separate_one(args: &SeparateArgs, setup: &Setup, input: &Path, dir: &Path) ->
 /// Separates every input, going on past failures; lists them at the end. Exit code 1 when
 /// any input failed.
 pub(super) fn run(args: &SeparateArgs) -> anyhow::Result<ExitCode> {
-    let setup = Setup {
-        weights: load_weights(args.weights.as_deref())?,
-        worker: load_worker_weights(args.worker_weights.as_deref())?,
-    };
+    let (weights, worker) = args.model.load()?;
+    let setup = Setup { weights, worker };
     let names = output_names(&args.inputs);
     let mut failed = Vec::new();
     for (input, name) in args.inputs.iter().zip(&names) {

@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::{load_weights, load_worker_weights};
 use crate::export::ExportOptions;
+use isola_engine::embedded::LatencyMode;
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -56,12 +57,21 @@ pub(super) fn export(args: &ExportArgs) -> anyhow::Result<()> {
 
 pub(super) fn info(args: &InfoArgs) -> anyhow::Result<()> {
     if isola_engine::embedded::is_built_in(&args.file) {
-        print_info("built-in light weights (the plugin's default)", &load_weights(None)?);
-        println!();
-        let worker = load_worker_weights(Some(&args.file))?.expect("built-in worker weights");
-        print_info("built-in worker weights (Quality = Worker)", &worker);
+        for mode in LatencyMode::ALL {
+            let default = if mode == LatencyMode::default() { ", the plugin's default" } else { "" };
+            print_info(
+                &format!("built-in light weights (Latency = {mode}{default})"),
+                &load_weights(None, Some(mode))?,
+            );
+            println!();
+        }
+        let worker = load_worker_weights(Some(&args.file), None)?.expect("built-in worker weights");
+        print_info(
+            &format!("built-in worker weights (Quality = Worker, Latency = {})", LatencyMode::default()),
+            &worker,
+        );
     } else {
-        print_info(&args.file.display().to_string(), &load_weights(Some(&args.file))?);
+        print_info(&args.file.display().to_string(), &load_weights(Some(&args.file), None)?);
     }
     Ok(())
 }
@@ -86,10 +96,14 @@ fn print_info(file: &str, w: &isola_engine::Weights) {
         s.hop,
         s.window.name()
     );
-    // What the separator reports with Quality = Light at the model's own rate.
-    let latency = s.latency_samples() + m.lookahead * s.hop;
-    let ms = latency as f64 * 1e3 / f64::from(s.sample_rate);
-    println!("latency:         {latency} samples ({ms:.1} ms) at {} Hz, Quality = Light", s.sample_rate);
+    // What the separator reports with Quality = Light at the model's own rate and at 48 kHz
+    // (or 44.1 kHz for a 48 kHz model), the two rates hosts run most.
+    let other = if s.sample_rate == 48_000 { 44_100 } else { 48_000 };
+    let at = |rate: u32| {
+        let latency = m.frame_grid(s).latency_samples(f64::from(rate), 0);
+        format!("{latency} samples ({:.1} ms) at {rate} Hz", latency as f64 * 1e3 / f64::from(rate))
+    };
+    println!("latency:         {}, {}, Quality = Light", at(s.sample_rate), at(other));
     println!("datasets:        {}", if p.datasets.is_empty() { "-".to_string() } else { p.datasets.join(", ") });
     println!("steps:           {}", p.steps);
     println!("validation SDR:  {}", p.validation_sdr_db.map_or("-".to_string(), |v| format!("{v:.2} dB")));
