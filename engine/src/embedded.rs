@@ -77,6 +77,15 @@ impl LatencyMode {
         }
     }
 
+    /// The mode's bound on its latency at 44.1 and 48 kHz, in milliseconds (Quality = Light).
+    pub fn bound_ms(self) -> u32 {
+        match self {
+            LatencyMode::Ms23 => 23,
+            LatencyMode::Ms12 => 12,
+            LatencyMode::Ms6 => 6,
+        }
+    }
+
     /// A mode by [`name`](Self::name), also accepted as `23`, `23 ms`. `None` for anything else.
     pub fn from_name(name: &str) -> Option<LatencyMode> {
         let number = name.trim().trim_end_matches("ms").trim();
@@ -108,7 +117,7 @@ impl LatencyMode {
 impl std::fmt::Display for LatencyMode {
     /// `23 ms`, `12 ms`, `6 ms`: the mode's bound, as people say it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ms", self.name().trim_end_matches("ms"))
+        write!(f, "{} ms", self.bound_ms())
     }
 }
 
@@ -128,17 +137,19 @@ mod tests {
     }
 
     /// Each mode's weights hold its bound at both common rates (issue 18: ≤ 6 ms and ≤ 12 ms
-    /// at 44.1 and 48 kHz), in the order of the modes, and each mode's worker (if any) runs
-    /// on its light model's grid.
+    /// at 44.1 and 48 kHz) with the exact latency in samples, and each mode's worker (if any)
+    /// runs on its light model's grid.
     #[test]
     fn each_mode_keeps_its_latency_bound() {
-        let bound_ms = [23.0, 12.0, 6.0];
-        for (mode, bound) in LatencyMode::ALL.into_iter().zip(bound_ms) {
+        let samples = [[1007, 1079], [503, 539], [251, 269]];
+        for (mode, want) in LatencyMode::ALL.into_iter().zip(samples) {
             let light = mode.light().unwrap();
             let grid = light.meta.model.frame_grid(&light.meta.stft);
-            for rate in [44_100.0, 48_000.0] {
-                let ms = grid.latency_samples(rate, 0) as f64 * 1e3 / rate;
-                assert!(ms <= bound, "{mode}: {ms:.2} ms at {rate} Hz");
+            for (rate, want) in [44_100.0, 48_000.0].into_iter().zip(want) {
+                let latency = grid.latency_samples(rate, 0);
+                assert_eq!(latency, want, "{mode} at {rate} Hz");
+                let ms = latency as f64 * 1e3 / rate;
+                assert!(ms <= f64::from(mode.bound_ms()), "{mode}: {ms:.2} ms at {rate} Hz");
             }
             assert_eq!(mode.to_string().replace(' ', ""), mode.name());
             if let Some(worker) = mode.worker() {
@@ -146,13 +157,6 @@ mod tests {
                 assert_eq!(worker.meta.model.frame_grid(&worker.meta.stft), grid, "{mode}");
             }
         }
-        let latency = |m: LatencyMode, rate| {
-            let w = m.light().unwrap();
-            w.meta.model.frame_grid(&w.meta.stft).latency_samples(rate, 0)
-        };
-        assert_eq!([44_100.0, 48_000.0].map(|r| latency(LatencyMode::Ms23, r)), [1007, 1079]);
-        assert_eq!([44_100.0, 48_000.0].map(|r| latency(LatencyMode::Ms12, r)), [503, 539]);
-        assert_eq!([44_100.0, 48_000.0].map(|r| latency(LatencyMode::Ms6, r)), [251, 269]);
     }
 
     #[test]

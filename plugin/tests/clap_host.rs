@@ -493,12 +493,7 @@ fn each_latency_mode_runs_its_weights_and_reports_its_latency() {
             let want_latency = w.meta.model.frame_grid(&w.meta.stft).latency_samples(sr, 0);
             let latency = p.latency() as usize;
             assert_eq!(latency, want_latency, "{sr} Hz, Latency = {mode}");
-            let bound = match mode {
-                LatencyMode::Ms23 => 23.0,
-                LatencyMode::Ms12 => 12.0,
-                LatencyMode::Ms6 => 6.0,
-            };
-            assert!(latency as f64 * 1e3 / sr <= bound, "{sr} Hz, {mode}: {latency} samples");
+            assert!(latency as f64 * 1e3 / sr <= f64::from(mode.bound_ms()), "{sr} Hz, {mode}: {latency} samples");
             reported.push(latency);
             let data = input.clone();
             let (pr, out) = p.on_audio_thread(proc, move |x| x.run(&data, &[block], &[]));

@@ -126,27 +126,23 @@ impl ModelArgs {
     /// audio thread.
     pub fn load(&self) -> anyhow::Result<(Weights, Option<Weights>)> {
         Ok((
-            load_weights(self.weights.as_deref(), self.latency)?,
-            load_worker_weights(self.worker_weights.as_deref(), self.latency)?,
+            load_weights(self.weights.as_deref(), self.latency.unwrap_or_default())?,
+            load_worker_weights(self.worker_weights.as_deref(), self.latency.unwrap_or_default())?,
         ))
     }
 }
 
 /// Loads `--weights`, or the built-in light weights of `--latency` (default: 23 ms).
-pub fn load_weights(path: Option<&Path>, latency: Option<LatencyMode>) -> anyhow::Result<Weights> {
+pub fn load_weights(path: Option<&Path>, mode: LatencyMode) -> anyhow::Result<Weights> {
     match path {
         Some(p) if !isola_engine::embedded::is_built_in(p) => Weights::load(p).map_err(|e| named(e, p, "weights")),
-        _ => {
-            let mode = latency.unwrap_or_default();
-            mode.light().with_context(|| format!("built-in light weights of latency mode {mode}"))
-        }
+        _ => mode.light().with_context(|| format!("built-in light weights of latency mode {mode}")),
     }
 }
 
 /// Worker weights for `--worker-weights`: none, `default` (the built-in worker weights of
 /// `--latency`, an error for a mode without them) or a file.
-pub fn load_worker_weights(path: Option<&Path>, latency: Option<LatencyMode>) -> anyhow::Result<Option<Weights>> {
-    let mode = latency.unwrap_or_default();
+pub fn load_worker_weights(path: Option<&Path>, mode: LatencyMode) -> anyhow::Result<Option<Weights>> {
     Ok(match path {
         None => None,
         Some(p) if isola_engine::embedded::is_built_in(p) => Some(

@@ -59,19 +59,16 @@ pub(super) fn info(args: &InfoArgs) -> anyhow::Result<()> {
     if isola_engine::embedded::is_built_in(&args.file) {
         for mode in LatencyMode::ALL {
             let default = if mode == LatencyMode::default() { ", the plugin's default" } else { "" };
-            print_info(
-                &format!("built-in light weights (Latency = {mode}{default})"),
-                &load_weights(None, Some(mode))?,
-            );
+            print_info(&format!("built-in light weights (Latency = {mode}{default})"), &load_weights(None, mode)?);
             println!();
         }
-        let worker = load_worker_weights(Some(&args.file), None)?.expect("built-in worker weights");
+        let worker = load_worker_weights(Some(&args.file), LatencyMode::default())?.expect("built-in worker weights");
         print_info(
             &format!("built-in worker weights (Quality = Worker, Latency = {})", LatencyMode::default()),
             &worker,
         );
     } else {
-        print_info(&args.file.display().to_string(), &load_weights(Some(&args.file), None)?);
+        print_info(&args.file.display().to_string(), &load_weights(Some(&args.file), LatencyMode::default())?);
     }
     Ok(())
 }
