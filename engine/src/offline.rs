@@ -31,7 +31,7 @@ pub fn spectra(config: &StftConfig, signal: &[f32]) -> Vec<Complex32> {
 /// Magnitudes of one channel, frame-major `[frames][n_bins]` flattened; each frame is
 /// exactly what the network is fed at run time for the same samples.
 pub fn magnitudes(config: &StftConfig, signal: &[f32]) -> Vec<f32> {
-    spectra(config, signal).iter().map(|c| c.norm()).collect()
+    spectra(config, signal).iter().map(|&c| crate::features::magnitude(c)).collect()
 }
 
 /// Overlap-add resynthesis of frame-major spectra `[frames][n_bins]` (frame `t` starting at
@@ -116,7 +116,9 @@ mod tests {
         let mut stft = StreamingStft::new(&config, 1);
         let mut out = vec![0.0; 8192];
         let mut streamed = Vec::new();
-        stft.process(&[&signal], &mut [&mut out], |s| streamed.push(s[0].iter().map(|c| c.norm()).collect::<Vec<_>>()));
+        stft.process(&[&signal], &mut [&mut out], |s| {
+            streamed.push(s[0].iter().map(|&c| crate::features::magnitude(c)).collect::<Vec<_>>())
+        });
         let lag = config.fft_size / config.hop - 1;
         for t in 0..frame_count(&config, 8192) {
             let (a, b) = (&offline[t * 513..(t + 1) * 513], &streamed[t + lag]);

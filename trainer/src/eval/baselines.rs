@@ -4,6 +4,7 @@
 //! this STFT can express).
 
 use isola_engine::StftConfig;
+use isola_engine::features::magnitude;
 use isola_engine::rt::StreamingStft;
 
 use crate::audio::Audio;
@@ -53,7 +54,7 @@ pub fn oracle_irm(vocals: &Audio, accompaniment: &Audio, model: &StftConfig) -> 
     stft.process(&input_refs, &mut output_refs, |spectra| {
         for c in 0..n_ch {
             for k in 0..spectra[c].len() {
-                let (v, a) = (spectra[n_ch + c][k].norm(), spectra[2 * n_ch + c][k].norm());
+                let (v, a) = (magnitude(spectra[n_ch + c][k]), magnitude(spectra[2 * n_ch + c][k]));
                 let m = if v + a > 0.0 { v / (v + a) } else { 0.0 };
                 spectra[c][k] *= m;
             }

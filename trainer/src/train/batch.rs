@@ -12,6 +12,7 @@ use super::fused_loss::MaskL1;
 use super::sampler::Example;
 use super::sdr_loss::SdrTargets;
 use isola_engine::StftConfig;
+use isola_engine::features::magnitude;
 use isola_engine::offline;
 
 /// A batch: magnitude tensors `[B, T, 2, n_bins]` of the mixture, vocals and
@@ -94,7 +95,7 @@ fn batch_tensors(
                 }
             }
         });
-        let mags = spectra.par_iter().map(|c| c.norm()).collect();
+        let mags = spectra.par_iter().map(|&c| magnitude(c)).collect();
         out.push((Tensor::from_vec(mags, (b, frames, 2, n), device)?, spectra));
     }
     let mut out = out.into_iter();
