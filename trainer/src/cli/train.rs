@@ -136,6 +136,9 @@ pub(super) fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
             for change in init.adopt(&mut cfg, &set_in_file) {
                 println!("from --init: {change}");
             }
+            for change in init.grid_changes(&cfg) {
+                println!("--init onto another frame grid (the network is fine-tuned to it): {change}");
+            }
             Start::from(init)
         }
         None => Start::from(args.resume),

@@ -199,6 +199,13 @@ fn with_lineage(source: String, weights: &Weights) -> String {
     }
 }
 
+/// The settings [`InitWeights::grid_changes`] lets a fine-tuning run change.
+const GRID_SETTINGS: [&str; 3] = ["stft hop ", "stft window ", "stft synthesis_len "];
+
+fn is_grid_change(difference: &str) -> bool {
+    GRID_SETTINGS.iter().any(|k| difference.starts_with(k))
+}
+
 /// How exported notes introduce what a model was fine-tuned from.
 pub const FINE_TUNED_FROM: &str = "fine-tuned from ";
 
@@ -254,9 +261,24 @@ impl InitWeights {
         Ok(Self { source: with_lineage(source, &weights), weights })
     }
 
-    /// Each model setting where `cfg` differs from these weights, as
-    /// `"hidden 256 vs the run's 128"` (the weights' value first).
+    /// Each model setting where `cfg` differs from these weights and a fine-tuning run cannot
+    /// follow, as `"hidden 256 vs the run's 128"` (the weights' value first). The frame grid
+    /// is not among them ([`InitWeights::grid_changes`]).
     pub fn mismatches(&self, cfg: &TrainConfig) -> Vec<String> {
+        self.differences(cfg).into_iter().filter(|d| !is_grid_change(d)).collect()
+    }
+
+    /// Where the run's STFT grid differs from these weights' in a way fine-tuning can follow
+    /// (hop, window pair), same form as [`InitWeights::mismatches`]: the network's shapes and
+    /// bin frequencies depend only on the sample rate and FFT size, so weights trained on one
+    /// hop or window pair can be fine-tuned onto another, such as a low-latency mode's
+    /// (issue 18). The fine-tuned model then starts from a network that saw other frames.
+    pub fn grid_changes(&self, cfg: &TrainConfig) -> Vec<String> {
+        self.differences(cfg).into_iter().filter(|d| is_grid_change(d)).collect()
+    }
+
+    /// Every setting where `cfg` differs from these weights.
+    fn differences(&self, cfg: &TrainConfig) -> Vec<String> {
         let (m, s, run) = (&self.weights.meta.model, &self.weights.meta.stft, cfg.model());
         let pairs = [
             ("stft sample_rate", s.sample_rate.to_string(), cfg.stft.sample_rate.to_string()),
@@ -280,8 +302,9 @@ impl InitWeights {
         out
     }
 
-    /// Ok when the run's model and STFT are exactly these weights'; otherwise an error
-    /// naming the weights and every difference.
+    /// Ok when the run's model and STFT are these weights', up to [grid
+    /// changes](InitWeights::grid_changes); otherwise an error naming the weights and every
+    /// difference.
     pub fn check(&self, cfg: &TrainConfig) -> anyhow::Result<()> {
         let diffs = self.mismatches(cfg);
         anyhow::ensure!(
@@ -428,14 +451,30 @@ mod tests {
         };
         let mut cfg = TrainConfig { lookahead: 2, ..TrainConfig::default() };
         cfg.stft.window = isola_engine::config::Window::Hann;
-        assert_eq!(
-            init.mismatches(&cfg),
-            ["stft window sqrt-hann vs the run's hann", "hidden 8 vs the run's 128", "gru_layers 1 vs the run's 3"]
-        );
+        assert_eq!(init.mismatches(&cfg), ["hidden 8 vs the run's 128", "gru_layers 1 vs the run's 3"]);
+        assert!(init.check(&cfg).unwrap_err().to_string().contains("hidden 8 vs the run's 128"));
         let changed = init.adopt(&mut cfg, &["stft", "lookahead"]);
         assert_eq!(changed, ["hidden 8 (instead of 128)", "gru_layers 1 (instead of 3)"]);
-        assert_eq!(init.mismatches(&cfg), ["stft window sqrt-hann vs the run's hann"]);
+        // Another window pair and hop (a low-latency grid) can be fine-tuned onto.
+        cfg.stft.hop /= 2;
+        cfg.stft.synthesis_len = Some(2 * cfg.stft.hop);
+        assert_eq!(init.mismatches(&cfg), Vec::<String>::new());
+        assert_eq!(
+            init.grid_changes(&cfg),
+            [
+                "stft hop 252 vs the run's 126",
+                "stft window sqrt-hann vs the run's hann",
+                "stft synthesis_len 1008 vs the run's 252"
+            ]
+        );
+        init.check(&cfg).unwrap();
+        // Another FFT size changes the network's shapes.
+        let mut other = cfg.clone();
+        other.stft.fft_size = 512;
+        assert!(init.mismatches(&other).iter().any(|d| d.starts_with("stft fft_size 1008")));
+        assert!(init.check(&other).is_err());
         init.adopt(&mut cfg, &[]);
+        assert!(init.grid_changes(&cfg).is_empty());
         init.check(&cfg).unwrap();
         // Checkpoints from before fine-tuning existed still load.
         let old: TrainState = serde_json::from_str(r#"{"step":3,"epoch":0,"best_val_sdr":null,"best_step":0,"last_val_sdr":null,"last_val_step":0,"epochs_without_improvement":0,"finished":false}"#).unwrap();

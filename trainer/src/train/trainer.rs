@@ -75,8 +75,9 @@ impl Trainer {
     }
 
     /// A fine-tuning run: every variable, the input normalisation included, is `init`'s, so
-    /// at step 0 the model computes exactly what `init` computes; the optimiser starts
-    /// fresh at step 0.
+    /// at step 0 the model computes exactly what `init` computes (on `init`'s grid; the run
+    /// may use another hop or window pair, [`InitWeights::grid_changes`]); the optimiser
+    /// starts fresh at step 0.
     ///
     /// Errors: the run's model config differs from `init`'s (each difference named).
     pub fn fine_tune(cfg: TrainConfig, data: RunData, init: &InitWeights) -> anyhow::Result<Self> {
