@@ -2,15 +2,15 @@
 # The README's latency-mode table (issue 18). For each Latency mode of the built-in weights:
 # its latency at 44.1 and 48 kHz (`isola info default`), the oracle-mask ceiling and the
 # model's held-out vocals SDR on 16-bit input (`isola eval --latency MODE` on evr-francium and
-# the 24 held-out remixes of scripts/split-shared-data.sh), and the audio thread's load at
-# real-time pace (`cargo bench -p isola-engine --bench paced`: 48 kHz stereo, 64-sample
-# blocks, the default mixed precision, plain schedule).
+# the 24 held-out remixes of scripts/split-shared-data.sh), and the audio thread's load
+# (`cargo bench -p isola-engine --bench paced`: 48 kHz stereo, 64-sample blocks, the default
+# mixed precision, plain schedule) at real-time pace and back to back.
 #
 #   scripts/latency-modes.sh [OUT]      # OUT defaults to ../isola-runs/latency-modes
 #
 # Environment: ISOLA (default target/release/isola), SPLIT (default ../isola-split), CACHE
-# (decoded-audio cache, default: none), PACED_SECONDS (per mode, default 60). The load column
-# is a share of one core: stop other heavy work first. Prints the table and writes it to
+# (decoded-audio cache, default: none), PACED_SECONDS (per mode and pace, default 60). The load
+# columns are shares of one core: stop other heavy work first. Prints the table and writes it to
 # OUT/table.md, beside each mode's eval folder (and its report, MODE.log) and paced.txt.
 set -euo pipefail
 if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
@@ -37,7 +37,7 @@ for mode in "${modes[@]}"; do
   "$isola" eval --latency "$mode" --data "$split/tracks/valid/evr-francium" --data "$split/remix" \
     --input-bits 16 -o "$out/$mode" "${cache[@]}" --quiet > "$out/$mode.log"
 done
-bench=(--seconds "$seconds" --precision mixed --schedule plain)
+bench=(--seconds "$seconds" --precision mixed --schedule plain --speed 1 --speed max)
 for mode in "${modes[@]}"; do bench+=(--latency "$mode"); done
 cargo bench -q -p isola-engine --bench paced -- "${bench[@]}" > "$out/paced.txt"
 
@@ -48,6 +48,10 @@ cell() {
     index($0, start) { on = 1; next }
     on && $2 == " " row " " { gsub(/ /, "", $(col + 1)); print $(col + 1); exit }' "$3"
 }
+# Mean block time, % of one core (column 7 of the bench's table), of mode $1 at pace $2.
+load() {
+  awk -F'|' -v m=" $1 " -v p=" $2 " '$2 == m && $5 == p { gsub(/ /, "", $7); print $7; exit }' "$out/paced.txt"
+}
 # The section of `isola info default` about a mode's light weights, one field.
 info() {
   awk -v mode="Latency = $1" -v key="$2" '
@@ -57,7 +61,7 @@ info() {
 }
 
 {
-  echo "| Latency | latency at 44.1 / 48 kHz | STFT at 44.1 kHz | parameters | oracle IRM vocals SDR: francium / all 25 | vocals SDR, francium: median / global | vocals SDR, all 25: median / global | load at 48 kHz stereo, % of one core | network step, µs per frame |"
+  echo "| Latency | latency at 44.1 / 48 kHz | STFT at 44.1 kHz | parameters | oracle IRM vocals SDR: francium / all 25 | vocals SDR, francium: median / global | vocals SDR, all 25: median / global | load at 48 kHz stereo, % of one core: real-time pace / back to back | network step, µs per frame |"
   echo "|---|---|---|---:|---:|---:|---:|---:|---:|"
   for mode in "${modes[@]}"; do
     name="${mode%ms} ms"
@@ -71,8 +75,7 @@ info() {
     glob_f=$(cell "evr-francium" "isola, 16-bit input" "$md" 7)
     sdr_all=$(cell "| method |" "isola, 16-bit input" "$md" 3)
     glob_all=$(cell "| method |" "isola, 16-bit input" "$md" 7)
-    load=$(awk -F'|' -v m=" $name " '$2 == m { gsub(/ /, "", $6); print $6; exit }' "$out/paced.txt")
     step=$(sed -nE "s/^network step \\(back to back\\), Latency = $name: .* rt mixed ([0-9.]+) µs\\/frame.*/\\1/p" "$out/paced.txt")
-    echo "| $name | $lat | $stft | $params | $oracle_f / $oracle_all | $sdr_f / $glob_f | $sdr_all / $glob_all | $load | $step |"
+    echo "| $name | $lat | $stft | $params | $oracle_f / $oracle_all | $sdr_f / $glob_f | $sdr_all / $glob_all | $(load "$name" "real time") / $(load "$name" "back to back") | $step |"
   done
 } | tee "$out/table.md"

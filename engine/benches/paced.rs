@@ -1,15 +1,20 @@
 //! `cargo bench -p isola-engine --bench paced [-- --seconds S --neighbour --precision P
-//! --schedule NAME --latency MODE]`: block times of `Separator::process` at real-time pace
-//! (issues 15 and 18). 48 kHz stereo in 64-sample blocks, each block issued when it is due,
-//! S seconds (default 60) per configuration: weight precision f32 / f16 / mixed (the default;
+//! --schedule NAME --latency MODE --speed X --spin]`: block times of `Separator::process` at
+//! real-time pace (issues 15 and 18). 48 kHz stereo in 64-sample blocks, each block issued
+//! when it is due, S seconds of audio (default 60) per configuration: weight precision f32 / f16 / mixed (the default;
 //! `--precision` picks some), each plain, with cache warming, with the step spread over the hop
 //! (`Separator::set_spread_step`, one hop more latency), and spread with warming (`--schedule
 //! plain|warming|spread|spread-warming` picks some), on the built-in light weights of each
 //! `--latency` mode (23ms by default; 12ms and 6ms run their own networks on their own grids).
 //! `--neighbour` adds a thread that streams a 64 MB buffer meanwhile, evicting the caches as
-//! a busy host does. Prints mean / p50 / p99 / p99.9 / max block time as % of the block
-//! duration (1333 µs; the mean is the share of one core), and, in the same run, the network
-//! step of the real-time port against candle (1 thread), µs per frame, for each mode.
+//! a busy host does. `--speed X` (repeatable) issues the blocks X times faster than real time,
+//! `--speed max` back to back: how the cost of a block grows with the idle time before it
+//! (caches going cold) is the difference. Between blocks the thread sleeps, or with `--spin`
+//! busy-waits (reading the clock, no `pause`, which a hypervisor may treat as idle).
+//! Prints mean / p50 / p99 / p99.9 / max block time as % of the real-time block duration
+//! (1333 µs; the mean is the share of one core at real time, whatever the speed), and, in
+//! the same run, the network step of the real-time port against candle (1 thread), µs per
+//! frame, for each mode.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -74,13 +79,45 @@ impl Mode {
     }
 }
 
-/// Block times (µs) of `seconds` of music at real-time pace.
+/// How fast blocks are issued, and how the thread waits for the next one.
+#[derive(Clone, Copy)]
+struct Pace {
+    /// Times faster than real time; `None`: back to back.
+    speed: Option<f64>,
+    spin: bool,
+}
+
+impl Pace {
+    fn name(self) -> String {
+        match self.speed {
+            None => "back to back".into(),
+            Some(x) if x == 1.0 => "real time".into(),
+            Some(x) => format!("{x}x real time"),
+        }
+    }
+
+    /// Waits until `until` (past `start`).
+    fn wait(self, until: Duration, start: Instant) {
+        let Some(wait) = until.checked_sub(start.elapsed()) else { return };
+        if self.spin {
+            let end = Instant::now() + wait;
+            while Instant::now() < end {
+                black_box(());
+            }
+        } else {
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+/// Block times (µs) of `seconds` of music at `pace`.
 fn paced_block_times(
     weights: &Weights,
     precision: Precision,
     mode: Mode,
     seconds: f64,
     music: &[Vec<f32>],
+    pace: Pace,
 ) -> Vec<f64> {
     let mut sep = Separator::new(RtMaskNet::with_precision(weights, precision).unwrap());
     sep.set_cache_warming(matches!(mode, Mode::Warming | Mode::SpreadWarming));
@@ -90,7 +127,7 @@ fn paced_block_times(
     let blocks = (seconds * f64::from(RATE)) as usize / BLOCK;
     let mut times = Vec::with_capacity(blocks);
     let (mut left, mut right) = (vec![0.0f32; BLOCK], vec![0.0f32; BLOCK]);
-    let period = Duration::from_secs_f64(BLOCK as f64 / f64::from(RATE));
+    let period = pace.speed.map(|x| Duration::from_secs_f64(BLOCK as f64 / f64::from(RATE) / x));
     let start = Instant::now();
     for k in 0..blocks {
         let at = (k * BLOCK) % (music[0].len() - BLOCK);
@@ -100,8 +137,8 @@ fn paced_block_times(
         sep.process(&mut [&mut left[..], &mut right[..]], None, None, &params);
         times.push(t.elapsed().as_secs_f64() * 1e6);
         // Block k + 1 is due one period after block k was.
-        if let Some(wait) = (period * (k as u32 + 1)).checked_sub(start.elapsed()) {
-            std::thread::sleep(wait);
+        if let Some(period) = period {
+            pace.wait(period * (k as u32 + 1), start);
         }
     }
     times
@@ -169,6 +206,7 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map_or(60.0, |s| s.parse::<f64>().expect("--seconds takes a number"));
     let with_neighbour = args.iter().any(|a| a == "--neighbour");
+    let spin = args.iter().any(|a| a == "--spin");
     // `--precision P` (repeatable) limits the rows; f32, f16 and mixed otherwise.
     let mut precisions: Vec<Precision> = args
         .windows(2)
@@ -199,30 +237,43 @@ fn main() {
     if latencies.is_empty() {
         latencies = vec![LatencyMode::default()];
     }
+    let mut paces: Vec<Pace> = values("--speed")
+        .iter()
+        .map(|x| {
+            let speed = (x != "max")
+                .then(|| x.parse::<f64>().ok().filter(|v| *v > 0.0).expect("--speed takes a positive number or max"));
+            Pace { speed, spin }
+        })
+        .collect();
+    if paces.is_empty() {
+        paces = vec![Pace { speed: Some(1.0), spin }];
+    }
     let music = synth::track(RATE as u32, RATE as usize * 8, 3).mixture();
 
     let stop = Arc::new(AtomicBool::new(false));
     let noisy = with_neighbour.then(|| neighbour(Arc::clone(&stop)));
     let block_us = BLOCK as f64 / f64::from(RATE) * 1e6;
     println!(
-        "paced: {seconds} s per row, 48 kHz stereo, {BLOCK}-sample blocks ({block_us:.0} µs), neighbour streaming 64 MB: {}",
+        "paced: {seconds} s of audio per row, 48 kHz stereo, {BLOCK}-sample blocks ({block_us:.0} µs), waiting by {}, neighbour streaming 64 MB: {}",
+        if spin { "spinning" } else { "sleeping" },
         if with_neighbour { "yes" } else { "no" }
     );
-    println!("| latency | precision | schedule | weights kB | mean % | p50 % | p99 % | p99.9 % | max % |");
-    println!("|---|---|---|---:|---:|---:|---:|---:|---:|");
+    println!("| latency | precision | schedule | pace | weights kB | mean % | p50 % | p99 % | p99.9 % | max % |");
+    println!("|---|---|---|---|---:|---:|---:|---:|---:|---:|");
     for &latency in &latencies {
         let weights = latency.light().unwrap();
         for &precision in &precisions {
-            for &mode in &schedules {
-                let mut t = paced_block_times(&weights, precision, mode, seconds, &music);
+            for (&mode, &pace) in schedules.iter().flat_map(|m| paces.iter().map(move |p| (m, p))) {
+                let mut t = paced_block_times(&weights, precision, mode, seconds, &music, pace);
                 t.sort_by(f64::total_cmp);
                 let pct = |p: f64| 100.0 * percentile(&t, p) / block_us;
                 let mean = 100.0 * t.iter().sum::<f64>() / t.len() as f64 / block_us;
                 let kb = RtMaskNet::with_precision(&weights, precision).unwrap().weight_bytes() as f64 / 1e3;
                 println!(
-                    "| {latency} | {} | {} | {kb:.0} | {mean:.2} | {:.2} | {:.1} | {:.1} | {:.1} |",
+                    "| {latency} | {} | {} | {} | {kb:.0} | {mean:.2} | {:.2} | {:.1} | {:.1} | {:.1} |",
                     precision.name(),
                     mode.name(),
+                    pace.name(),
                     pct(0.5),
                     pct(0.99),
                     pct(0.999),
