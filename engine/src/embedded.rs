@@ -1,7 +1,7 @@
 //! The weights compiled into every build, from `assets/weights/` (their training configs lie
-//! beside them): one light network per [`LatencyMode`] for the audio thread, and the default
-//! worker weights (the heavier network of Quality = Worker). The plugin and the CLI both take
-//! them from here.
+//! beside them): per [`LatencyMode`], a light network for the audio thread and worker weights
+//! (the heavier network of Quality = Worker), each pair on the mode's STFT grid. The plugin and
+//! the CLI both take them from here.
 
 use crate::weights::{Weights, WeightsError};
 
@@ -18,6 +18,14 @@ pub const LIGHT_6MS_BYTES: &[u8] = include_bytes!("../../assets/weights/latency-
 /// `assets/weights/worker.safetensors`, trained by `assets/weights/worker.toml`; same frame
 /// grid as the light default.
 pub const WORKER_BYTES: &[u8] = include_bytes!("../../assets/weights/worker.safetensors");
+
+/// `assets/weights/latency-12ms-worker.safetensors`, fine-tuned by
+/// `assets/weights/latency-12ms-worker.toml` from [`WORKER_BYTES`].
+pub const WORKER_12MS_BYTES: &[u8] = include_bytes!("../../assets/weights/latency-12ms-worker.safetensors");
+
+/// `assets/weights/latency-6ms-worker.safetensors`, fine-tuned by
+/// `assets/weights/latency-6ms-worker.toml` from [`LIGHT_BYTES`].
+pub const WORKER_6MS_BYTES: &[u8] = include_bytes!("../../assets/weights/latency-6ms-worker.safetensors");
 
 /// The word that names the built-in weights where a weights file is expected (`isola train
 /// --init default`, `--worker-weights default`).
@@ -107,10 +115,19 @@ impl LatencyMode {
         Weights::from_bytes(self.light_bytes())
     }
 
-    /// The mode's built-in worker weights, where one was trained on the mode's grid: only
-    /// [`LatencyMode::Ms23`] so far (`None` for the others). Any thread but the audio thread.
-    pub fn worker(self) -> Option<Result<Weights, WeightsError>> {
-        (self == LatencyMode::Ms23).then(worker)
+    /// The serialised bytes of the mode's built-in worker weights (on the mode's grid).
+    pub fn worker_bytes(self) -> &'static [u8] {
+        match self {
+            LatencyMode::Ms23 => WORKER_BYTES,
+            LatencyMode::Ms12 => WORKER_12MS_BYTES,
+            LatencyMode::Ms6 => WORKER_6MS_BYTES,
+        }
+    }
+
+    /// Parses and validates the mode's built-in worker weights. Any thread but the audio
+    /// thread (allocates).
+    pub fn worker(self) -> Result<Weights, WeightsError> {
+        Weights::from_bytes(self.worker_bytes())
     }
 }
 
@@ -137,8 +154,8 @@ mod tests {
     }
 
     /// Each mode's weights hold its bound at both common rates (issue 18: ≤ 6 ms and ≤ 12 ms
-    /// at 44.1 and 48 kHz) with the exact latency in samples, and each mode's worker (if any)
-    /// runs on its light model's grid.
+    /// at 44.1 and 48 kHz) with the exact latency in samples, and each mode's worker runs on
+    /// its light model's grid and is the larger network.
     #[test]
     fn each_mode_keeps_its_latency_bound() {
         let samples = [[1007, 1079], [503, 539], [251, 269]];
@@ -152,10 +169,9 @@ mod tests {
                 assert!(ms <= f64::from(mode.bound_ms()), "{mode}: {ms:.2} ms at {rate} Hz");
             }
             assert_eq!(mode.to_string().replace(' ', ""), mode.name());
-            if let Some(worker) = mode.worker() {
-                let worker = worker.unwrap();
-                assert_eq!(worker.meta.model.frame_grid(&worker.meta.stft), grid, "{mode}");
-            }
+            let worker = mode.worker().unwrap();
+            assert_eq!(worker.meta.model.frame_grid(&worker.meta.stft), grid, "{mode}");
+            assert!(worker.meta.model.param_count() > light.meta.model.param_count(), "{mode}");
         }
     }
 

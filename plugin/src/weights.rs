@@ -75,17 +75,10 @@ pub fn load_weights(path: Option<&str>, mode: LatencyMode) -> Result<ModelInfo, 
     load_from(path, mode, || mode.light().map_err(|e| invalid_built_in(mode, e)))
 }
 
-/// Loads worker weights from a path or the built-in worker weights of latency `mode`; a mode
-/// without built-in worker weights is an error that says so. Not for the audio thread.
+/// Loads worker weights from a path or the built-in worker weights of latency `mode`.
+/// Not for the audio thread.
 pub fn load_worker_weights(path: Option<&str>, mode: LatencyMode) -> Result<ModelInfo, LoadError> {
-    load_from(path, mode, || match mode.worker() {
-        Some(w) => w.map_err(|e| invalid_built_in(mode, e)),
-        None => Err(LoadError(format!(
-            "no built-in worker weights for Latency = {mode} yet: running the light network only \
-             (choose worker weights trained on this mode's grid, or Latency = {})",
-            LatencyMode::default()
-        ))),
-    })
+    load_from(path, mode, || mode.worker().map_err(|e| invalid_built_in(mode, e)))
 }
 
 fn invalid_built_in(mode: LatencyMode, e: WeightsError) -> LoadError {
@@ -181,13 +174,9 @@ mod tests {
             let info = load_weights(None, mode).unwrap();
             assert_eq!((info.path.as_deref(), info.mode), (None, Some(mode)));
             assert_eq!(info.weights.meta, mode.light().unwrap().meta, "{mode}");
-            match load_worker_weights(None, mode) {
-                Ok(worker) => assert!(mode.worker().is_some() && worker.mode == Some(mode)),
-                Err(e) => {
-                    assert!(mode.worker().is_none(), "{mode}: {e}");
-                    assert!(e.0.contains(&format!("Latency = {mode}")) && e.0.contains("light network only"), "{e}");
-                }
-            }
+            let worker = load_worker_weights(None, mode).unwrap();
+            assert_eq!((worker.path.as_deref(), worker.mode), (None, Some(mode)));
+            assert_eq!(worker.weights.meta, mode.worker().unwrap().meta, "{mode}");
         }
         // A file is the same model whatever the mode.
         assert_eq!(ModelInfo::source(Some("/w.safetensors"), LatencyMode::Ms6), (Some("/w.safetensors".into()), None));

@@ -1,12 +1,13 @@
 //! Quality = Worker through the CLAP host: the worker's deadline is added to the reported
 //! latency (Light, even load: one hop), switching asks the host for a restart, the worker path runs the embedded worker
-//! model (checked against the engine), and worker weights that do not fit leave the light
-//! network running alone.
+//! model (checked against the engine), in every latency mode with that mode's weights, and
+//! worker weights that do not fit leave the light network running alone.
 
 mod common;
 
 use common::clap::{ParamChange, Plugin, Rendered, clap_state_blob, load_isola};
 use common::*;
+use isola_engine::embedded::LatencyMode;
 use isola_engine::render::Render;
 use isola_engine::rt::{RtMaskNet, Separator, SeparatorParams};
 use isola_engine::weights::{Weights, random_weights};
@@ -22,9 +23,14 @@ fn light_weights() -> Weights {
 /// The engine's vocal stem for `input`, light model alone or with the embedded worker
 /// (rendered offline: every worker mask waited for), and the separator's latency and hop.
 fn engine_vocals(input: &[Vec<f32>], budget: Option<usize>) -> (Vec<Vec<f32>>, usize, usize) {
-    let mut sep = Separator::new(RtMaskNet::new(&light_weights()).unwrap());
+    engine_vocals_in(LatencyMode::default(), input, budget)
+}
+
+/// [`engine_vocals`] with latency `mode`'s built-in light and worker weights.
+fn engine_vocals_in(mode: LatencyMode, input: &[Vec<f32>], budget: Option<usize>) -> (Vec<Vec<f32>>, usize, usize) {
+    let mut sep = Separator::new(RtMaskNet::new(&mode.light().unwrap()).unwrap());
     let _worker = budget.map(|k| {
-        let heavy = isola_engine::embedded::worker().unwrap();
+        let heavy = mode.worker().unwrap();
         let (worker, link) =
             Worker::spawn(&heavy, WorkerConfig { budget_hops: k, threads: 1, ..Default::default() }).unwrap();
         sep.set_worker(Some(link)).unwrap();
@@ -132,6 +138,41 @@ fn worker_quality_latency_restart_output_and_fallback() {
     assert_eq!(p.latency() as usize, light_latency);
     p.deactivate(proc);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Issue 18: Quality = Worker in every latency mode runs that mode's built-in worker on the
+/// mode's grid: the latency is the mode's light latency plus the worker's two hops, and the
+/// output is the engine's worker path with the mode's weights (offline render, so every
+/// worker mask is waited for), not the light network's.
+#[test]
+fn worker_quality_runs_in_every_latency_mode() {
+    let input: Vec<Vec<f32>> = mixture(SR as f32, SR as usize).into();
+    let mut p = load_isola();
+    let worker_value = p.text_to_value("Quality", "Worker");
+    let proc = p.activate(SR, BLOCK as u32, 2);
+    let mut proc = change(&mut p, proc, "Quality", worker_value);
+    p.deactivate(proc);
+    p.set_offline(true);
+    for mode in LatencyMode::ALL {
+        let value = p.text_to_value("Latency", &mode.to_string());
+        proc = p.activate(SR, BLOCK as u32, 2);
+        proc = change(&mut p, proc, "Latency", value);
+        p.deactivate(proc);
+        proc = p.activate(SR, BLOCK as u32, 2);
+        assert_eq!((p.text("Latency"), p.text("Quality")), (mode.to_string(), "Worker".to_owned()));
+        let (light_out, light_latency, hop) = engine_vocals_in(mode, &input, None);
+        let (worker_out, worker_latency, _) = engine_vocals_in(mode, &input, Some(2));
+        assert_eq!(worker_latency, light_latency + 2 * hop, "{mode}");
+        assert_eq!(p.latency() as usize, worker_latency, "{mode}: worker deadline not in the latency");
+        let (pr, out) = render(&mut p, proc, &input);
+        proc = pr;
+        let err = max_diff(&out.vocals, &worker_out);
+        assert!(err < 1e-5, "{mode}: plugin worker path differs from the engine's by {err}");
+        let shifted: Vec<Vec<f32>> =
+            light_out.iter().map(|c| [vec![0.0; 2 * hop], c[..c.len() - 2 * hop].to_vec()].concat()).collect();
+        assert!(max_diff(&out.vocals, &shifted) > 1e-3, "{mode}: Worker output equals the light network's");
+        p.deactivate(proc);
+    }
 }
 
 #[test]

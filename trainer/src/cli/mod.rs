@@ -141,21 +141,13 @@ pub fn load_weights(path: Option<&Path>, mode: LatencyMode) -> anyhow::Result<We
 }
 
 /// Worker weights for `--worker-weights`: none, `default` (the built-in worker weights of
-/// `--latency`, an error for a mode without them) or a file.
+/// `--latency`) or a file.
 pub fn load_worker_weights(path: Option<&Path>, mode: LatencyMode) -> anyhow::Result<Option<Weights>> {
     Ok(match path {
         None => None,
-        Some(p) if isola_engine::embedded::is_built_in(p) => Some(
-            mode.worker()
-                .with_context(|| {
-                    format!(
-                        "--worker-weights default: no built-in worker weights for latency mode {mode} yet \
-                         (only {} has them); pass worker weights trained on that mode's grid",
-                        LatencyMode::default()
-                    )
-                })?
-                .with_context(|| format!("built-in worker weights of latency mode {mode}"))?,
-        ),
+        Some(p) if isola_engine::embedded::is_built_in(p) => {
+            Some(mode.worker().with_context(|| format!("built-in worker weights of latency mode {mode}"))?)
+        }
         Some(p) => Some(Weights::load(p).map_err(|e| named(e, p, "worker weights"))?),
     })
 }

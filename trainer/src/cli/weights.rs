@@ -27,7 +27,8 @@ pub struct ExportArgs {
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// Weights file (.safetensors), or `default` for the built-in light and worker weights.
+    /// Weights file (.safetensors), or `default` for the built-in light and worker weights of
+    /// every latency mode.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
 }
@@ -57,16 +58,16 @@ pub(super) fn export(args: &ExportArgs) -> anyhow::Result<()> {
 
 pub(super) fn info(args: &InfoArgs) -> anyhow::Result<()> {
     if isola_engine::embedded::is_built_in(&args.file) {
-        for mode in LatencyMode::ALL {
+        for (i, mode) in LatencyMode::ALL.into_iter().enumerate() {
             let default = if mode == LatencyMode::default() { ", the plugin's default" } else { "" };
+            if i > 0 {
+                println!();
+            }
             print_info(&format!("built-in light weights (Latency = {mode}{default})"), &load_weights(None, mode)?);
             println!();
+            let worker = load_worker_weights(Some(&args.file), mode)?.expect("built-in worker weights");
+            print_info(&format!("built-in worker weights (Quality = Worker, Latency = {mode})"), &worker);
         }
-        let worker = load_worker_weights(Some(&args.file), LatencyMode::default())?.expect("built-in worker weights");
-        print_info(
-            &format!("built-in worker weights (Quality = Worker, Latency = {})", LatencyMode::default()),
-            &worker,
-        );
     } else {
         print_info(&args.file.display().to_string(), &load_weights(Some(&args.file), LatencyMode::default())?);
     }
