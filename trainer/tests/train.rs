@@ -531,16 +531,32 @@ fn init_mismatch_names_every_difference_and_unset_settings_are_adopted() {
     let mut cfg = config(&data, &d.path().join("runs/mismatch"), 1);
     (cfg.stft.fft_size, cfg.stft.hop, cfg.hidden) = (512, 128, 16);
     let err = isola_trainer::train::run(cfg.clone(), Start::from(init), RunOptions::quiet()).unwrap_err().to_string();
-    for part in [
-        init_path.to_str().unwrap(),
-        "stft fft_size 256 vs the run's 512",
-        "stft hop 64 vs the run's 128",
-        "hidden 32 vs the run's 16",
-    ] {
+    for part in [init_path.to_str().unwrap(), "stft fft_size 256 vs the run's 512", "hidden 32 vs the run's 16"] {
         assert!(err.contains(part), "{part:?} missing from: {err}");
     }
-    assert!(!err.contains("gru_layers") && !err.contains("sample_rate"), "only the differences: {err}");
+    // The hop may differ (fine-tuning onto another grid), so it is no reason to stop.
+    assert!(
+        !err.contains("gru_layers") && !err.contains("sample_rate") && !err.contains("hop"),
+        "only the blocking differences: {err}"
+    );
     assert!(!cfg.out.join("checkpoint.safetensors").exists());
+
+    // Another hop and window pair on the same FFT size: the run fine-tunes onto that grid.
+    let mut regrid = config(&data, &d.path().join("runs/regrid"), 1);
+    (regrid.stft.hop, regrid.stft.synthesis_len) = (32, Some(64));
+    regrid.steps_per_epoch = 2;
+    let regrid_path = d.path().join("regrid.toml");
+    write_config(&regrid, &regrid_path);
+    let o = isola(&["train", "--config", regrid_path.to_str().unwrap(), "--init", init_path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout
+            .contains("--init onto another frame grid (the network is fine-tuned to it): stft hop 64 vs the run's 32"),
+        "{stdout}"
+    );
+    let ck = checkpoint::load(&regrid.out.join("checkpoint.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!((ck.config.stft, ck.config.model()), (regrid.stft, grid.model()));
 
     // The command line: a config file that sets the model must match...
     let cfg_path = d.path().join("mismatch.toml");
