@@ -2,14 +2,17 @@
 # The README's latency-mode table (issue 18). For each Latency mode of the built-in weights:
 # its latency at 44.1 and 48 kHz (`isola info default`), the oracle-mask ceiling and the
 # model's held-out vocals SDR on 16-bit input (`isola eval --latency MODE` on evr-francium and
-# the 24 held-out remixes of scripts/split-shared-data.sh), and the audio thread's load
+# the 24 held-out remixes of scripts/split-shared-data.sh), the same with Quality = Worker
+# (`--worker-weights default`: the mode's built-in worker; `isola eval` scores the worker path
+# on float input only), and the audio thread's load
 # (`cargo bench -p isola-engine --bench paced`: 48 kHz stereo, 64-sample blocks, the default
 # mixed precision, plain schedule) at real-time pace and back to back.
 #
 #   scripts/latency-modes.sh [OUT]      # OUT defaults to ../isola-runs/latency-modes
 #
 # Environment: ISOLA (default target/release/isola), SPLIT (default ../isola-split), CACHE
-# (decoded-audio cache, default: none), PACED_SECONDS (per mode and pace, default 60). The load
+# (decoded-audio cache, default: none), PACED_SECONDS (per mode and pace, default 60), REUSE=1
+# (only re-render the table from what an earlier run left in OUT). The load
 # columns are shares of one core: stop other heavy work first. Prints the table and writes it to
 # OUT/table.md, beside each mode's eval folder (and its report, MODE.log) and paced.txt.
 set -euo pipefail
@@ -32,14 +35,17 @@ cache=()
 [ -n "${CACHE:-}" ] && cache=(--cache "$CACHE")
 mkdir -p "$out"
 
-"$isola" info default > "$out/info.txt"
-for mode in "${modes[@]}"; do
-  "$isola" eval --latency "$mode" --data "$split/tracks/valid/evr-francium" --data "$split/remix" \
-    --input-bits 16 -o "$out/$mode" "${cache[@]}" --quiet > "$out/$mode.log"
-done
-bench=(--seconds "$seconds" --precision mixed --schedule plain --speed 1 --speed max)
-for mode in "${modes[@]}"; do bench+=(--latency "$mode"); done
-cargo bench -q -p isola-engine --bench paced -- "${bench[@]}" > "$out/paced.txt"
+if [ "${REUSE:-0}" != 1 ]; then
+  "$isola" info default > "$out/info.txt"
+  # One eval per mode scores the light network (float and 16-bit input) and the worker path.
+  for mode in "${modes[@]}"; do
+    "$isola" eval --latency "$mode" --worker-weights default --data "$split/tracks/valid/evr-francium" \
+      --data "$split/remix" --input-bits 16 -o "$out/$mode" "${cache[@]}" --quiet > "$out/$mode.log"
+  done
+  bench=(--seconds "$seconds" --precision mixed --schedule plain --speed 1 --speed max)
+  for mode in "${modes[@]}"; do bench+=(--latency "$mode"); done
+  cargo bench -q -p isola-engine --bench paced -- "${bench[@]}" > "$out/paced.txt"
+fi
 
 # Column N (1-based, after the leading "|") of the row named $2 in the first table after the
 # line matching $1 in eval.md file $3.
@@ -61,8 +67,8 @@ info() {
 }
 
 {
-  echo "| Latency | latency at 44.1 / 48 kHz | STFT at 44.1 kHz | parameters | oracle IRM vocals SDR: francium / all 25 | vocals SDR, francium: median / global | vocals SDR, all 25: median / global | load at 48 kHz stereo, % of one core: real-time pace / back to back | network step, µs per frame |"
-  echo "|---|---|---|---:|---:|---:|---:|---:|---:|"
+  echo "| Latency | latency at 44.1 / 48 kHz | STFT at 44.1 kHz | parameters | oracle IRM vocals SDR: francium / all 25 | vocals SDR, francium: median / global | vocals SDR, all 25: median / global | Quality = Worker, float input: vocals SDR, all 25: median / global | load at 48 kHz stereo, % of one core: real-time pace / back to back | network step, µs per frame |"
+  echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"
   for mode in "${modes[@]}"; do
     name="${mode%ms} ms"
     md="$out/$mode/eval.md"
@@ -75,7 +81,8 @@ info() {
     glob_f=$(cell "evr-francium" "isola, 16-bit input" "$md" 7)
     sdr_all=$(cell "| method |" "isola, 16-bit input" "$md" 3)
     glob_all=$(cell "| method |" "isola, 16-bit input" "$md" 7)
+    worker_all="$(cell "| method |" "isola worker" "$md" 3) / $(cell "| method |" "isola worker" "$md" 7)"
     step=$(sed -nE "s/^network step \\(back to back\\), Latency = $name: .* rt mixed ([0-9.]+) µs\\/frame.*/\\1/p" "$out/paced.txt")
-    echo "| $name | $lat | $stft | $params | $oracle_f / $oracle_all | $sdr_f / $glob_f | $sdr_all / $glob_all | $(load "$name" "real time") / $(load "$name" "back to back") | $step |"
+    echo "| $name | $lat | $stft | $params | $oracle_f / $oracle_all | $sdr_f / $glob_f | $sdr_all / $glob_all | $worker_all | $(load "$name" "real time") / $(load "$name" "back to back") | $step |"
   done
 } | tee "$out/table.md"
