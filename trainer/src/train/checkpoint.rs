@@ -199,13 +199,6 @@ fn with_lineage(source: String, weights: &Weights) -> String {
     }
 }
 
-/// The settings [`InitWeights::grid_changes`] lets a fine-tuning run change.
-const GRID_SETTINGS: [&str; 3] = ["stft hop ", "stft window ", "stft synthesis_len "];
-
-fn is_grid_change(difference: &str) -> bool {
-    GRID_SETTINGS.iter().any(|k| difference.starts_with(k))
-}
-
 /// How exported notes introduce what a model was fine-tuned from.
 pub const FINE_TUNED_FROM: &str = "fine-tuned from ";
 
@@ -265,7 +258,7 @@ impl InitWeights {
     /// follow, as `"hidden 256 vs the run's 128"` (the weights' value first). The frame grid
     /// is not among them ([`InitWeights::grid_changes`]).
     pub fn mismatches(&self, cfg: &TrainConfig) -> Vec<String> {
-        self.differences(cfg).into_iter().filter(|d| !is_grid_change(d)).collect()
+        self.differences(cfg).into_iter().filter(|(grid, _)| !grid).map(|(_, d)| d).collect()
     }
 
     /// Where the run's STFT grid differs from these weights' in a way fine-tuning can follow
@@ -274,30 +267,34 @@ impl InitWeights {
     /// hop or window pair can be fine-tuned onto another, such as a low-latency mode's
     /// (issue 18). The fine-tuned model then starts from a network that saw other frames.
     pub fn grid_changes(&self, cfg: &TrainConfig) -> Vec<String> {
-        self.differences(cfg).into_iter().filter(|d| is_grid_change(d)).collect()
+        self.differences(cfg).into_iter().filter(|(grid, _)| *grid).map(|(_, d)| d).collect()
     }
 
-    /// Every setting where `cfg` differs from these weights.
-    fn differences(&self, cfg: &TrainConfig) -> Vec<String> {
+    /// Every setting where `cfg` differs from these weights, each with whether it is a
+    /// grid change a fine-tuning run can follow (the hop and the window pair).
+    fn differences(&self, cfg: &TrainConfig) -> Vec<(bool, String)> {
         let (m, s, run) = (&self.weights.meta.model, &self.weights.meta.stft, cfg.model());
         let pairs = [
-            ("stft sample_rate", s.sample_rate.to_string(), cfg.stft.sample_rate.to_string()),
-            ("stft fft_size", s.fft_size.to_string(), cfg.stft.fft_size.to_string()),
-            ("stft hop", s.hop.to_string(), cfg.stft.hop.to_string()),
-            ("stft window", s.window.name().to_owned(), cfg.stft.window.name().to_owned()),
-            ("stft synthesis_len", s.synthesis_span().to_string(), cfg.stft.synthesis_span().to_string()),
-            ("hidden", m.hidden.to_string(), cfg.hidden.to_string()),
-            ("gru_layers", m.gru_layers.to_string(), cfg.gru_layers.to_string()),
-            ("lookahead", m.lookahead.to_string(), cfg.lookahead.to_string()),
-            ("feature_floor_db", m.feature_floor_db.to_string(), cfg.feature_floor_db.to_string()),
-            ("band_dim", m.band_dim.to_string(), cfg.band_dim.to_string()),
-            ("channels", m.channels.to_string(), run.channels.to_string()),
+            ("stft sample_rate", false, s.sample_rate.to_string(), cfg.stft.sample_rate.to_string()),
+            ("stft fft_size", false, s.fft_size.to_string(), cfg.stft.fft_size.to_string()),
+            ("stft hop", true, s.hop.to_string(), cfg.stft.hop.to_string()),
+            ("stft window", true, s.window.name().to_owned(), cfg.stft.window.name().to_owned()),
+            ("stft synthesis_len", true, s.synthesis_span().to_string(), cfg.stft.synthesis_span().to_string()),
+            ("hidden", false, m.hidden.to_string(), cfg.hidden.to_string()),
+            ("gru_layers", false, m.gru_layers.to_string(), cfg.gru_layers.to_string()),
+            ("lookahead", false, m.lookahead.to_string(), cfg.lookahead.to_string()),
+            ("feature_floor_db", false, m.feature_floor_db.to_string(), cfg.feature_floor_db.to_string()),
+            ("band_dim", false, m.band_dim.to_string(), cfg.band_dim.to_string()),
+            ("channels", false, m.channels.to_string(), run.channels.to_string()),
         ];
-        let mut out: Vec<String> =
-            pairs.iter().filter(|(_, i, r)| i != r).map(|(w, i, r)| format!("{w} {i} vs the run's {r}")).collect();
+        let mut out: Vec<(bool, String)> = pairs
+            .iter()
+            .filter(|(_, _, i, r)| i != r)
+            .map(|(w, grid, i, r)| (*grid, format!("{w} {i} vs the run's {r}")))
+            .collect();
         if out.is_empty() && *m != run {
             // Anything else (a model field this check does not list yet).
-            out.push(format!("model {m:?} vs the run's {run:?}"));
+            out.push((false, format!("model {m:?} vs the run's {run:?}")));
         }
         out
     }
