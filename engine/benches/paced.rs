@@ -1,11 +1,12 @@
 //! `cargo bench -p isola-engine --bench paced [-- --seconds S --neighbour --precision P
 //! --schedule NAME --latency MODE --speed X --spin]`: block times of `Separator::process` at
 //! real-time pace (issues 15 and 18). 48 kHz stereo in 64-sample blocks, each block issued
-//! when it is due, S seconds of audio (default 60) per configuration: weight precision f32 / f16 / mixed (the default;
-//! `--precision` picks some), each plain, with cache warming, with the step spread over the hop
-//! (`Separator::set_spread_step`, one hop more latency), and spread with warming (`--schedule
-//! plain|warming|spread|spread-warming` picks some), on the built-in light weights of each
-//! `--latency` mode (23ms by default; 12ms and 6ms run their own networks on their own grids).
+//! when it is due, S seconds of audio (default 60) per configuration: weight precision f32 /
+//! f16 / mixed (the default; `--precision` picks some), each plain, with cache warming, with
+//! the step spread over the hop (`Separator::set_spread_step`, one hop more latency), and
+//! spread with warming (`--schedule plain|warming|spread|spread-warming` picks some), on the
+//! built-in light weights of each `--latency` mode (23ms by default; 12ms and 6ms run their
+//! own networks on their own grids).
 //! `--neighbour` adds a thread that streams a 64 MB buffer meanwhile, evicting the caches as
 //! a busy host does. `--speed X` (repeatable) issues the blocks X times faster than real time,
 //! `--speed max` back to back: how the cost of a block grows with the idle time before it
@@ -207,17 +208,17 @@ fn main() {
         .map_or(60.0, |s| s.parse::<f64>().expect("--seconds takes a number"));
     let with_neighbour = args.iter().any(|a| a == "--neighbour");
     let spin = args.iter().any(|a| a == "--spin");
+    // Every value of a repeatable `--flag VALUE`.
+    let values =
+        |flag: &str| -> Vec<String> { args.windows(2).filter(|w| w[0] == flag).map(|w| w[1].clone()).collect() };
     // `--precision P` (repeatable) limits the rows; f32, f16 and mixed otherwise.
-    let mut precisions: Vec<Precision> = args
-        .windows(2)
-        .filter(|w| w[0] == "--precision")
-        .map(|w| Precision::from_name(&w[1]).expect("--precision takes f32, f16, int8 or mixed"))
+    let mut precisions: Vec<Precision> = values("--precision")
+        .iter()
+        .map(|n| Precision::from_name(n).expect("--precision takes f32, f16, int8 or mixed"))
         .collect();
     if precisions.is_empty() {
         precisions = vec![Precision::F32, Precision::F16, Precision::Mixed];
     }
-    let values =
-        |flag: &str| -> Vec<String> { args.windows(2).filter(|w| w[0] == flag).map(|w| w[1].clone()).collect() };
     let mut schedules: Vec<Mode> = values("--schedule")
         .iter()
         .map(|n| {
