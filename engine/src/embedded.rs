@@ -9,7 +9,8 @@ use crate::weights::{Weights, WeightsError};
 /// weights of [`LatencyMode::Ms23`], the default mode.
 pub const LIGHT_BYTES: &[u8] = include_bytes!("../../assets/weights/default.safetensors");
 
-/// `assets/weights/latency-12ms.safetensors`, trained by `assets/weights/latency-12ms.toml`.
+/// `assets/weights/latency-12ms.safetensors`, fine-tuned by `assets/weights/latency-12ms.toml`
+/// from [`LIGHT_BYTES`].
 pub const LIGHT_12MS_BYTES: &[u8] = include_bytes!("../../assets/weights/latency-12ms.safetensors");
 
 /// `assets/weights/latency-6ms.safetensors`, trained by `assets/weights/latency-6ms.toml`.
