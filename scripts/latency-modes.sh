@@ -3,10 +3,9 @@
 # its latency at 44.1 and 48 kHz (`isola info default`), the oracle-mask ceiling and the
 # model's held-out vocals SDR on 16-bit input (`isola eval --latency MODE` on evr-francium and
 # the 24 held-out remixes of scripts/split-shared-data.sh), the same with Quality = Worker
-# (`--worker-weights default`: the mode's built-in worker; `isola eval` scores the worker path
-# on float input only), and the audio thread's load
-# (`cargo bench -p isola-engine --bench paced`: 48 kHz stereo, 64-sample blocks, the default
-# mixed precision, plain schedule) at real-time pace and back to back.
+# (`--worker-weights default`: the mode's built-in worker, on the same 16-bit input), and the
+# audio thread's load (`cargo bench -p isola-engine --bench paced`: 48 kHz stereo, 64-sample
+# blocks, the default mixed precision, plain schedule) at real-time pace and back to back.
 #
 #   scripts/latency-modes.sh [OUT]      # OUT defaults to ../isola-runs/latency-modes
 #
@@ -17,7 +16,7 @@
 # OUT/table.md, beside each mode's eval folder (and its report, MODE.log) and paced.txt.
 set -euo pipefail
 if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
-  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 usage="usage: scripts/latency-modes.sh [OUT]   (--help for details)"
@@ -37,7 +36,7 @@ mkdir -p "$out"
 
 if [ "${REUSE:-0}" != 1 ]; then
   "$isola" info default > "$out/info.txt"
-  # One eval per mode scores the light network (float and 16-bit input) and the worker path.
+  # One eval per mode scores the light network (float and 16-bit input) and the worker path (16-bit).
   for mode in "${modes[@]}"; do
     "$isola" eval --latency "$mode" --worker-weights default --data "$split/tracks/valid/evr-francium" \
       --data "$split/remix" --input-bits 16 -o "$out/$mode" "${cache[@]}" --quiet > "$out/$mode.log"
@@ -67,7 +66,7 @@ info() {
 }
 
 {
-  echo "| Latency | latency at 44.1 / 48 kHz | STFT at 44.1 kHz | parameters | oracle IRM vocals SDR: francium / all 25 | vocals SDR, francium: median / global | vocals SDR, all 25: median / global | Quality = Worker, float input: vocals SDR, all 25: median / global | load at 48 kHz stereo, % of one core: real-time pace / back to back | network step, µs per frame |"
+  echo "| Latency | latency at 44.1 / 48 kHz | STFT at 44.1 kHz | parameters | oracle IRM vocals SDR: francium / all 25 | vocals SDR, francium: median / global | vocals SDR, all 25: median / global | Quality = Worker: vocals SDR, all 25: median / global | load at 48 kHz stereo, % of one core: real-time pace / back to back | network step, µs per frame |"
   echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"
   for mode in "${modes[@]}"; do
     name="${mode%ms} ms"
@@ -81,7 +80,7 @@ info() {
     glob_f=$(cell "evr-francium" "isola, 16-bit input" "$md" 7)
     sdr_all=$(cell "| method |" "isola, 16-bit input" "$md" 3)
     glob_all=$(cell "| method |" "isola, 16-bit input" "$md" 7)
-    worker_all="$(cell "| method |" "isola worker" "$md" 3) / $(cell "| method |" "isola worker" "$md" 7)"
+    worker_all="$(cell "| method |" "isola worker, 16-bit input" "$md" 3) / $(cell "| method |" "isola worker, 16-bit input" "$md" 7)"
     step=$(sed -nE "s/^network step \\(back to back\\), Latency = $name: .* rt mixed ([0-9.]+) µs\\/frame.*/\\1/p" "$out/paced.txt")
     echo "| $name | $lat | $stft | $params | $oracle_f / $oracle_all | $sdr_f / $glob_f | $sdr_all / $glob_all | $worker_all | $(load "$name" "real time") / $(load "$name" "back to back") | $step |"
   done

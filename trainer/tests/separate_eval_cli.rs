@@ -135,6 +135,50 @@ fn eval_scores_model_and_baselines_and_writes_reports() {
 }
 
 #[test]
+fn eval_scores_the_worker_path_on_the_input_the_light_network_gets() {
+    let d = tempfile::tempdir().unwrap();
+    let t = synth::track(16_000, 3.0, 60);
+    write_wav(&d.path().join("data/song/vocals.wav"), &t.vocals).unwrap();
+    write_wav(&d.path().join("data/song/accompaniment.wav"), &t.accompaniment).unwrap();
+    let data = d.path().join("data");
+    let summary = |out: &Path, extra: &[&str]| {
+        let args = ["eval", "-q", "--data", s(&data), "--worker-weights", "default", "--out", s(out)];
+        let (ok, log) = isola(&[&args[..], extra].concat());
+        assert!(ok, "{log}");
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+        let rows: Vec<(String, f64)> = json["summary"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["method"].as_str().unwrap().to_owned(), m["vocals_sdr"].as_f64().unwrap()))
+            .collect();
+        (rows, log)
+    };
+    let names = |rows: &[(String, f64)]| rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>();
+    let sdr = |rows: &[(String, f64)], m: &str| rows.iter().find(|r| r.0 == m).unwrap().1;
+
+    // Float input: the worker row beside the light one, a different network.
+    let (float, _) = summary(&d.path().join("float"), &[]);
+    assert_eq!(names(&float), ["isola", "isola worker", "mixture", "mid/side", "oracle IRM"]);
+    assert!(sdr(&float, "isola worker").is_finite() && sdr(&float, "isola worker") != sdr(&float, "isola"));
+
+    // 16-bit input: the worker is scored on the quantised mixture, in place of the float row;
+    // --max-input-change still compares the light network's two rows.
+    let (q, log) = summary(&d.path().join("q16"), &["--input-bits", "16", "--max-input-change", "100"]);
+    assert_eq!(
+        names(&q),
+        ["isola", "isola, 16-bit input", "isola worker, 16-bit input", "mixture", "mid/side", "oracle IRM"]
+    );
+    let worker16 = sdr(&q, "isola worker, 16-bit input");
+    assert!(worker16.is_finite() && worker16 != sdr(&float, "isola worker"), "{q:?}");
+    assert!((worker16 - sdr(&float, "isola worker")).abs() < 3.0, "{q:?}");
+    let light_change = sdr(&q, "isola, 16-bit input") - sdr(&q, "isola");
+    assert!(log.contains(&format!("isola, 16-bit input: vocals SDR {light_change:+.2} dB")), "{log}");
+    assert!(log.contains("isola, 16-bit input: within 100 dB of float input"), "{log}");
+}
+
+#[test]
 fn remixes_are_made_from_loose_files_and_eval_reports_each_data_set() {
     let d = tempfile::tempdir().unwrap();
     for k in 0..2 {

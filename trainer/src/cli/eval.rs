@@ -38,6 +38,8 @@ pub struct EvalArgs {
     pub cache: Option<PathBuf>,
     /// Also score the model on the mixture quantised to 16 or 24 bits (as an integer file
     /// holds it; no dither), against the same references: the row "isola, N-bit input".
+    /// With --worker-weights the worker is scored on the quantised mixture instead of the
+    /// float one: the row "isola worker, N-bit input".
     #[arg(long, value_name = "BITS", value_parser = clap::builder::PossibleValuesParser::new(["16", "24"]).map(|s| s.parse::<u32>().expect("a listed value")))]
     pub input_bits: Option<u32>,
     /// With --input-bits: fail (exit status 1, after writing the report) when quantising

@@ -19,7 +19,8 @@ use isola_engine::rt::Precision;
 
 /// Names of the compared methods, in table order.
 pub const METHODS: [&str; 4] = ["isola", "mixture", "mid/side", "oracle IRM"];
-/// The extra row of `isola eval --worker-weights`: the plugin's Quality = Worker.
+/// The extra row of `isola eval --worker-weights`: the plugin's Quality = Worker, on float
+/// input (with `--input-bits`, the worker row of [`QUANTIZED`] takes its place).
 pub const WORKER_METHOD: &str = "isola worker";
 
 /// One method on one track: scores, or why there are none.
@@ -77,24 +78,42 @@ pub struct EvalReport {
 pub fn methods(with_worker: bool, input_bits: Option<u32>) -> Vec<&'static str> {
     let mut m = METHODS.to_vec();
     if with_worker {
-        m.insert(1, WORKER_METHOD);
+        m.insert(1, worker_method(input_bits));
     }
     if let Some(bits) = input_bits {
-        m.insert(1, quantized_method(bits));
+        m.insert(1, quantized(bits).light);
     }
     m
 }
 
-/// Input widths `isola eval --input-bits` accepts.
-pub const INPUT_BITS: [u32; 2] = [16, 24];
+/// The rows of `isola eval --input-bits N`: the models fed the mixture quantised to N bits, as
+/// a user's integer file gives it; the scores are against the same float references.
+#[derive(Debug, Clone, Copy)]
+pub struct QuantizedRows {
+    pub bits: u32,
+    /// The light network; the float row [`METHODS`]`[0]` stays beside it (`--max-input-change`
+    /// compares the two).
+    pub light: &'static str,
+    /// Quality = Worker, in place of [`WORKER_METHOD`]: the worker is scored on the input a
+    /// user's file gives it, once.
+    pub worker: &'static str,
+}
 
-/// The row of `isola eval --input-bits N`: the model fed the mixture quantised to N bits,
-/// as a user's integer file gives it; the scores are against the same float references.
-fn quantized_method(bits: u32) -> &'static str {
-    match bits {
-        16 => "isola, 16-bit input",
-        _ => "isola, 24-bit input",
-    }
+/// One entry per input width `isola eval --input-bits` accepts.
+pub const QUANTIZED: [QuantizedRows; 2] = [
+    QuantizedRows { bits: 16, light: "isola, 16-bit input", worker: "isola worker, 16-bit input" },
+    QuantizedRows { bits: 24, light: "isola, 24-bit input", worker: "isola worker, 24-bit input" },
+];
+
+/// Input widths `isola eval --input-bits` accepts.
+pub const INPUT_BITS: [u32; 2] = [QUANTIZED[0].bits, QUANTIZED[1].bits];
+
+fn quantized(bits: u32) -> QuantizedRows {
+    *QUANTIZED.iter().find(|q| q.bits == bits).unwrap_or(&QUANTIZED[0])
+}
+
+fn worker_method(input_bits: Option<u32>) -> &'static str {
+    input_bits.map_or(WORKER_METHOD, |bits| quantized(bits).worker)
 }
 
 /// Scores every method on every track, the model's weights in `precision` in the real-time
@@ -127,6 +146,7 @@ pub fn evaluate<S: Chunks>(
             source_rate: t.source_rate,
         };
         let mix = t.mixture();
+        let quantized_mix = input_bits.map(|bits| mix.quantized(bits));
         let model = separate_with(weights, precision, None, &mix, None)?;
         let mut candidates: Vec<(&'static str, Option<Stems>, &str)> = vec![
             (METHODS[0], Some(model), ""),
@@ -135,11 +155,12 @@ pub fn evaluate<S: Chunks>(
             (METHODS[3], Some(baselines::oracle_irm(&t.vocals, &t.accompaniment, &weights.meta.stft)), ""),
         ];
         if let Some(w) = worker {
-            candidates.insert(1, (WORKER_METHOD, Some(separate_with(weights, precision, Some(w), &mix, None)?), ""));
+            let stems = separate_with(weights, precision, Some(w), quantized_mix.as_ref().unwrap_or(&mix), None)?;
+            candidates.insert(1, (worker_method(input_bits), Some(stems), ""));
         }
-        if let Some(bits) = input_bits {
-            let stems = separate_with(weights, precision, None, &mix.quantized(bits), None)?;
-            candidates.insert(1, (quantized_method(bits), Some(stems), ""));
+        if let (Some(bits), Some(q)) = (input_bits, &quantized_mix) {
+            let stems = separate_with(weights, precision, None, q, None)?;
+            candidates.insert(1, (quantized(bits).light, Some(stems), ""));
         }
         let methods = candidates
             .into_iter()

@@ -66,7 +66,7 @@ impl InputChange {
 /// [`InputChange`] of a summary with a quantised-input row; `None` without one.
 pub fn input_change(summary: &[super::Summary]) -> Option<InputChange> {
     let f = summary.iter().find(|m| m.method == super::METHODS[0])?;
-    let q = summary.iter().find(|m| m.method.ends_with("-bit input"))?;
+    let q = summary.iter().find(|m| super::QUANTIZED.iter().any(|q| q.light == m.method))?;
     Some(InputChange {
         method: q.method,
         vocals_sdr_db: q.vocals_sdr - f.vocals_sdr,
