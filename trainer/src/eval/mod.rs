@@ -75,13 +75,13 @@ pub struct EvalReport {
 }
 
 /// The methods of a report, in table order.
-pub fn methods(with_worker: bool, input_bits: Option<u32>) -> Vec<&'static str> {
+pub fn methods(with_worker: bool, quantized: Option<QuantizedRows>) -> Vec<&'static str> {
     let mut m = METHODS.to_vec();
     if with_worker {
-        m.insert(1, worker_method(input_bits));
+        m.insert(1, worker_method(quantized));
     }
-    if let Some(bits) = input_bits {
-        m.insert(1, quantized(bits).light);
+    if let Some(q) = quantized {
+        m.insert(1, q.light);
     }
     m
 }
@@ -108,12 +108,17 @@ pub const QUANTIZED: [QuantizedRows; 2] = [
 /// Input widths `isola eval --input-bits` accepts.
 pub const INPUT_BITS: [u32; 2] = [QUANTIZED[0].bits, QUANTIZED[1].bits];
 
-fn quantized(bits: u32) -> QuantizedRows {
-    *QUANTIZED.iter().find(|q| q.bits == bits).unwrap_or(&QUANTIZED[0])
+/// The rows of input width `bits`; an error for a width [`INPUT_BITS`] does not list.
+fn quantized(bits: u32) -> anyhow::Result<QuantizedRows> {
+    QUANTIZED
+        .iter()
+        .find(|q| q.bits == bits)
+        .copied()
+        .ok_or_else(|| anyhow::anyhow!("input bits must be one of {INPUT_BITS:?}, got {bits}"))
 }
 
-fn worker_method(input_bits: Option<u32>) -> &'static str {
-    input_bits.map_or(WORKER_METHOD, |bits| quantized(bits).worker)
+fn worker_method(quantized: Option<QuantizedRows>) -> &'static str {
+    quantized.map_or(WORKER_METHOD, |q| q.worker)
 }
 
 /// Scores every method on every track, the model's weights in `precision` in the real-time
@@ -132,9 +137,7 @@ pub fn evaluate<S: Chunks>(
     bar: &Progress,
 ) -> anyhow::Result<EvalReport> {
     anyhow::ensure!(sets.len() == tracks.len(), "one data-set name per track");
-    if let Some(bits) = input_bits {
-        anyhow::ensure!(INPUT_BITS.contains(&bits), "input bits must be one of {INPUT_BITS:?}, got {bits}");
-    }
+    let rows = input_bits.map(quantized).transpose()?;
     let mut results = Vec::with_capacity(tracks.len());
     for (t, set) in tracks.iter().zip(sets) {
         bar.set_message(t.name.clone());
@@ -156,11 +159,11 @@ pub fn evaluate<S: Chunks>(
         ];
         if let Some(w) = worker {
             let stems = separate_with(weights, precision, Some(w), quantized_mix.as_ref().unwrap_or(&mix), None)?;
-            candidates.insert(1, (worker_method(input_bits), Some(stems), ""));
+            candidates.insert(1, (worker_method(rows), Some(stems), ""));
         }
-        if let (Some(bits), Some(q)) = (input_bits, &quantized_mix) {
+        if let (Some(rows), Some(q)) = (rows, &quantized_mix) {
             let stems = separate_with(weights, precision, None, q, None)?;
-            candidates.insert(1, (quantized(bits).light, Some(stems), ""));
+            candidates.insert(1, (rows.light, Some(stems), ""));
         }
         let methods = candidates
             .into_iter()
@@ -182,7 +185,7 @@ pub fn evaluate<S: Chunks>(
         });
         bar.inc(t.vocals.frames() as u64);
     }
-    let names = methods(worker.is_some(), input_bits);
+    let names = methods(worker.is_some(), rows);
     let summary = names.iter().map(|&m| summarise(m, results.iter())).collect();
     let mut set_names: Vec<&String> = Vec::new();
     for s in sets {
