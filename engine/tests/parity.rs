@@ -165,7 +165,8 @@ fn reduced_precision_masks_stay_close_to_f32() {
                 println!("{name} {precision:?} {kernels:?}: mask error max {worst:.2e}, mean {mean:.2e}");
                 // f16 and mixed (the default) meet issue 15's 2e-3; int8 does not, and is held
                 // near what it measured as a guard (max 7e-3 on the 700-step light default,
-                // 1.11e-2 on the light-v2 default of 2026-11-30; mean 8e-4).
+                // 1.11e-2 on the light-v2 default of 2026-11-30, 1.23e-2 on the worker-v2 of
+                // 2026-12-01; mean 8e-4).
                 let bound = if precision == Precision::Int8 { 1.5e-2 } else { 2e-3 };
                 assert!(worst <= bound, "{name} {precision:?} {kernels:?}: mask error {worst} > {bound}");
                 // The weights really were rounded (else the check above proves nothing).
