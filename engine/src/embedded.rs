@@ -25,7 +25,7 @@ pub const WORKER_BYTES: &[u8] = include_bytes!("../../assets/weights/worker.safe
 pub const WORKER_12MS_BYTES: &[u8] = include_bytes!("../../assets/weights/latency-12ms-worker.safetensors");
 
 /// `assets/weights/latency-6ms-worker.safetensors`, fine-tuned by
-/// `assets/weights/latency-6ms-worker.toml` from [`LIGHT_BYTES`].
+/// `assets/weights/latency-6ms-worker.toml` from [`WORKER_BYTES`].
 pub const WORKER_6MS_BYTES: &[u8] = include_bytes!("../../assets/weights/latency-6ms-worker.safetensors");
 
 /// The word that names the built-in weights where a weights file is expected (`isola train
