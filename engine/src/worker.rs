@@ -27,7 +27,9 @@ use crate::weights::Weights;
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// Extra frames (hops) of latency the worker is allowed: the mask for frame t is used
-    /// when frame t + budget_hops arrives.
+    /// when frame t + budget_hops arrives. In real time this must span the host's block
+    /// (`budget_hops · hop ≥` block): frames that arrive in one `process` call are stepped
+    /// back to back, and the worker cannot answer within the call.
     pub budget_hops: usize,
     /// CPU threads candle may use (its rayon pool). 1 keeps the worker on one core.
     pub threads: usize,

@@ -67,6 +67,10 @@ pub struct WorkerStatus {
     /// Deadline in hops and the latency it adds in samples.
     pub budget_hops: usize,
     pub added_latency: usize,
+    /// The `Worker budget` asked for, and the host's largest block: the deadline is raised
+    /// above the budget when the block is longer than the budget's hops.
+    pub asked_hops: usize,
+    pub max_block: usize,
     pub error: Option<String>,
 }
 

@@ -59,7 +59,7 @@ pub enum Quality {
     LightEven,
     /// The heavier network on the inference worker thread (GPU when built for one), with
     /// the light network standing in for every frame the worker delivers late. Adds
-    /// `Worker budget` hops of latency.
+    /// `Worker budget` hops of latency, or as many as the host's largest block spans.
     #[id = "worker"]
     Worker,
 }
@@ -123,7 +123,8 @@ pub struct IsolaParams {
     /// automatable.
     #[id = "quality"]
     pub quality: EnumParam<Quality>,
-    /// The worker's deadline in hops (added latency); applies through a host restart.
+    /// The worker's deadline in hops (added latency), raised to cover the host's largest block
+    /// (`inference::deadline_hops`); applies through a host restart.
     #[id = "worker-budget"]
     pub worker_budget: IntParam,
     /// Custom weights file chosen by the user; `None` = the embedded default weights.

@@ -105,8 +105,18 @@ fn worker_quality_latency_restart_output_and_fallback() {
     assert_eq!(p.text("Worker budget"), "4 hops");
     assert!(p.restart_requested());
     p.deactivate(proc);
-    let proc = p.activate(SR, BLOCK as u32, 2);
+    let mut proc = p.activate(SR, BLOCK as u32, 2);
     assert_eq!(p.latency() as usize, light_latency + 4 * hop);
+
+    // A host block longer than the budget's hops: the deadline covers the block, since a
+    // mask due within the `process` call that analysed its frame is always late.
+    // (The budget is 4 hops of 270 samples here: 1024 samples need 4, 2048 need 8.)
+    assert_eq!(hop, 270, "the cases below assume the 23 ms grid at 48 kHz");
+    for (max_block, hops) in [(1024, 4), (2048, 8)] {
+        p.deactivate(proc);
+        proc = p.activate(SR, max_block, 2);
+        assert_eq!(p.latency() as usize, light_latency + hops * hop, "deadline at {max_block}-sample blocks");
+    }
 
     // Worker weights on another STFT grid cannot replace light masks: light network only,
     // light latency, and the state keeps the chosen path.

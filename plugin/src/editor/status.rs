@@ -84,8 +84,13 @@ impl Status {
             ui.end_row();
             if let Some(w) = model.worker.as_ref().filter(|w| w.error.is_none()) {
                 ui.label("Worker");
+                let raised = if w.budget_hops > w.asked_hops {
+                    format!(", raised from {} to cover the host's {}-sample blocks", w.asked_hops, w.max_block)
+                } else {
+                    String::new()
+                };
                 ui.label(format!(
-                    "{} on {}, deadline {} hops (+{} samples)",
+                    "{} on {}, deadline {} hops (+{} samples){raised}",
                     w.model, w.device, w.budget_hops, w.added_latency
                 ));
                 ui.end_row();
