@@ -153,6 +153,10 @@ fn eval_scores_the_worker_path_on_the_input_the_light_network_gets() {
             .iter()
             .map(|m| (m["method"].as_str().unwrap().to_owned(), m["vocals_sdr"].as_f64().unwrap()))
             .collect();
+        // Each track lists its methods in the summary's order.
+        let track: Vec<&str> =
+            json["tracks"][0]["methods"].as_array().unwrap().iter().map(|m| m["method"].as_str().unwrap()).collect();
+        assert_eq!(track, rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>());
         (rows, log)
     };
     let names = |rows: &[(String, f64)]| rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>();

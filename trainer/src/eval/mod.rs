@@ -74,7 +74,8 @@ pub struct EvalReport {
     pub sets: Vec<SetSummary>,
 }
 
-/// The methods of a report, in table order.
+/// The methods of a report, in table order: the one home of that order (`evaluate` scores its
+/// rows in it).
 pub fn methods(with_worker: bool, quantized: Option<QuantizedRows>) -> Vec<&'static str> {
     let mut m = METHODS.to_vec();
     if with_worker {
@@ -138,6 +139,7 @@ pub fn evaluate<S: Chunks>(
 ) -> anyhow::Result<EvalReport> {
     anyhow::ensure!(sets.len() == tracks.len(), "one data-set name per track");
     let rows = input_bits.map(quantized).transpose()?;
+    let names = methods(worker.is_some(), rows);
     let mut results = Vec::with_capacity(tracks.len());
     for (t, set) in tracks.iter().zip(sets) {
         bar.set_message(t.name.clone());
@@ -159,22 +161,30 @@ pub fn evaluate<S: Chunks>(
         ];
         if let Some(w) = worker {
             let stems = separate_with(weights, precision, Some(w), quantized_mix.as_ref().unwrap_or(&mix), None)?;
-            candidates.insert(1, (worker_method(rows), Some(stems), ""));
+            candidates.push((worker_method(rows), Some(stems), ""));
         }
         if let (Some(rows), Some(q)) = (rows, &quantized_mix) {
             let stems = separate_with(weights, precision, None, q, None)?;
-            candidates.insert(1, (rows.light, Some(stems), ""));
+            candidates.push((rows.light, Some(stems), ""));
         }
-        let methods = candidates
-            .into_iter()
-            .map(|(method, stems, why_none)| match stems {
-                None => MethodResult { method, scores: None, note: Some(why_none.to_string()) },
-                Some(s) => match evaluate_track(&t.vocals, &t.accompaniment, &s.vocals, &s.accompaniment) {
-                    Ok(scores) => MethodResult { method, scores: Some(scores), note: None },
-                    Err(e) => MethodResult { method, scores: None, note: Some(e.to_string()) },
-                },
+        // In table order, which `methods` alone defines.
+        let methods = names
+            .iter()
+            .map(|&name| {
+                let i = candidates
+                    .iter()
+                    .position(|c| c.0 == name)
+                    .ok_or_else(|| anyhow::anyhow!("{}: no separation for the row '{name}'", t.name))?;
+                let (method, stems, why_none) = candidates.swap_remove(i);
+                Ok(match stems {
+                    None => MethodResult { method, scores: None, note: Some(why_none.to_string()) },
+                    Some(s) => match evaluate_track(&t.vocals, &t.accompaniment, &s.vocals, &s.accompaniment) {
+                        Ok(scores) => MethodResult { method, scores: Some(scores), note: None },
+                        Err(e) => MethodResult { method, scores: None, note: Some(e.to_string()) },
+                    },
+                })
             })
-            .collect();
+            .collect::<anyhow::Result<Vec<_>>>()?;
         results.push(TrackResult {
             set: set.clone(),
             name: t.name.clone(),
@@ -185,7 +195,6 @@ pub fn evaluate<S: Chunks>(
         });
         bar.inc(t.vocals.frames() as u64);
     }
-    let names = methods(worker.is_some(), rows);
     let summary = names.iter().map(|&m| summarise(m, results.iter())).collect();
     let mut set_names: Vec<&String> = Vec::new();
     for s in sets {
