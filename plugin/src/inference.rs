@@ -167,8 +167,8 @@ impl Isola {
         let mut link = None;
         if mode.quality == Quality::Worker {
             let (path, _) = self.params.worker_weights_path.snapshot();
-            let hop =
-                self.slot.info.as_deref().map_or(1, |i| i.weights.meta.stft.for_rate(f64::from(want.sample_rate)).hop);
+            // `ensure_separator` prepared the separator at `want`: its hop is the runtime grid's.
+            let hop = self.slot.sep.as_ref().map_or(0, |s| s.hop());
             let budget_hops = deadline_hops(mode.budget_hops, want.max_block, hop);
             let mut st = WorkerStatus {
                 budget_hops,
