@@ -12,7 +12,11 @@
 //!
 //! On an error the temporaries are removed. Only a kill leaves one behind; temporaries are
 //! hidden (`.<name>.<random>.isola-tmp[.ext]`) and [`remove_stale`] clears them; the
-//! commands that own a folder call it before they write there.
+//! commands that own a folder call it before they write there. A writer holds an advisory
+//! lock (`flock`) on its temporary for as long as it lives, and [`remove_stale`] keeps every
+//! temporary it cannot lock, so processes that share a folder (two training runs filling one
+//! decoded-audio cache) never remove each other's writes in progress; a killed writer's lock
+//! goes with it (Unix; Windows locks would refuse the writer's own second handle).
 //!
 //! Thread: any thread but the audio thread (this is file IO).
 
@@ -73,15 +77,64 @@ fn builder<'a>(mode: u32) -> Builder<'a, 'a> {
     b
 }
 
-/// A hidden temp file beside `path`; `ext` is appended after the mark for writers that
-/// choose the format by extension.
+/// How many fresh temporaries a writer makes before it gives up, when another process's
+/// [`remove_stale`] keeps taking each one between its creation and its lock.
+const CLAIM_TRIES: usize = 8;
+
+/// A hidden temp file beside `path`, locked for this writer (see [`claim`]); `ext` is
+/// appended after the mark for writers that choose the format by extension.
 fn temp_beside(path: &Path, ext: &str) -> Result<NamedTempFile, WriteError> {
     let (dir, name) = split(path)?;
-    builder(0o666)
-        .prefix(&format!(".{name}."))
-        .suffix(&format!("{TEMP_MARK}{ext}"))
-        .tempfile_in(dir)
-        .map_err(fail(path, "cannot create the temp file"))
+    for _ in 0..CLAIM_TRIES {
+        let tmp = builder(0o666)
+            .prefix(&format!(".{name}."))
+            .suffix(&format!("{TEMP_MARK}{ext}"))
+            .tempfile_in(dir)
+            .map_err(fail(path, "cannot create the temp file"))?;
+        if claim(tmp.as_file(), tmp.path()) {
+            return Ok(tmp);
+        }
+    }
+    Err(fail(path, "cannot keep a temp file: another process removes each one")(io::Error::from(
+        io::ErrorKind::WouldBlock,
+    )))
+}
+
+/// Takes the writer's lock on a temporary just created at `path` through `handle`, and checks
+/// that no [`remove_stale`] in another process removed it first (it holds the lock while it
+/// removes, so once this lock is taken the name is either still this file or gone). `false`:
+/// make another temporary. A file system without locks leaves the temporary unprotected, as
+/// it was before locks.
+#[cfg(unix)]
+fn claim(handle: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match handle.try_lock() {
+        Ok(()) => {
+            let (Ok(open), Ok(named)) = (handle.metadata(), std::fs::symlink_metadata(path)) else { return false };
+            open.dev() == named.dev() && open.ino() == named.ino()
+        }
+        Err(std::fs::TryLockError::WouldBlock) => false,
+        Err(std::fs::TryLockError::Error(_)) => true,
+    }
+}
+
+/// Windows locks are mandatory byte-range locks, which would refuse the writer's own second
+/// handle (`write_with` writes through a reopened one): temporaries stay unlocked there.
+#[cfg(not(unix))]
+fn claim(_handle: &File, _path: &Path) -> bool {
+    true
+}
+
+/// A handle on the temporary `path` (a file or a folder) to lock; `None` where temporaries
+/// are not locked (see [`claim`]).
+fn lock_handle(path: &Path) -> Option<File> {
+    #[cfg(unix)]
+    return File::open(path).ok();
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
 }
 
 /// Syncs the folder entry of a rename, so the new name survives a power cut (POSIX; a no-op
@@ -143,6 +196,9 @@ pub fn write_through_path(path: &Path, write: impl FnOnce(&Path) -> Result<(), S
 pub struct StagedDir {
     temp: TempDir,
     target: PathBuf,
+    /// The writer's lock on the temp folder (see [`remove_stale`]); `None` where
+    /// temporaries are not locked (Windows).
+    _lock: Option<File>,
 }
 
 impl StagedDir {
@@ -152,12 +208,20 @@ impl StagedDir {
     pub fn new(target: &Path) -> Result<Self, WriteError> {
         let (parent, name) = split(target)?;
         std::fs::create_dir_all(parent).map_err(fail(target, "cannot create the parent folder"))?;
-        let temp = builder(0o777)
-            .prefix(&format!(".{name}."))
-            .suffix(TEMP_MARK)
-            .tempdir_in(parent)
-            .map_err(fail(target, "cannot create the temp folder"))?;
-        Ok(StagedDir { temp, target: target.to_path_buf() })
+        for _ in 0..CLAIM_TRIES {
+            let temp = builder(0o777)
+                .prefix(&format!(".{name}."))
+                .suffix(TEMP_MARK)
+                .tempdir_in(parent)
+                .map_err(fail(target, "cannot create the temp folder"))?;
+            let lock = lock_handle(temp.path());
+            if lock.as_ref().is_none_or(|l| claim(l, temp.path())) {
+                return Ok(StagedDir { temp, target: target.to_path_buf(), _lock: lock });
+            }
+        }
+        Err(fail(target, "cannot keep a temp folder: another process removes each one")(io::Error::from(
+            io::ErrorKind::WouldBlock,
+        )))
     }
 
     /// The temp folder to write into.
@@ -218,8 +282,10 @@ fn exchange(a: &Path, b: &Path) -> io::Result<()> {
 }
 
 /// Removes the temporaries a killed writer left in `dir`: every hidden entry carrying
-/// Isola's temp mark, or, with `for_name`, only those of that destination name. Returns how
-/// many were removed; a missing `dir` has none.
+/// Isola's temp mark, or, with `for_name`, only those of that destination name. A temporary
+/// whose writer is alive, in this process or another, is kept: the writer holds a lock on it,
+/// and this takes the lock before it removes one. Returns how many were removed; a missing
+/// `dir` has none.
 ///
 /// Errors: the folder cannot be listed, or an entry cannot be removed (naming it).
 pub fn remove_stale(dir: &Path, for_name: Option<&str>) -> io::Result<usize> {
@@ -236,6 +302,13 @@ pub fn remove_stale(dir: &Path, for_name: Option<&str>) -> io::Result<usize> {
             continue;
         }
         let path = entry.path();
+        // Held until the entry is gone, so a writer that locks it later knows it was taken.
+        let lock = lock_handle(&path);
+        if let Some(l) = &lock
+            && let Err(std::fs::TryLockError::WouldBlock) = l.try_lock()
+        {
+            continue; // a live writer's
+        }
         let gone =
             if entry.file_type()?.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
         gone.map_err(|e| {
@@ -412,8 +485,10 @@ mod tests {
         assert!(!is_temporary(".hidden", None));
 
         let dir = tempfile::tempdir().unwrap();
-        let kept = stage(&dir.path().join("a"), &[("x", b"1")]);
-        std::mem::forget(kept); // as a kill would leave it
+        // As a kill leaves it: the folder stays, the writer's lock goes with the process.
+        let StagedDir { temp, _lock, .. } = stage(&dir.path().join("a"), &[("x", b"1")]);
+        drop(_lock);
+        let _ = temp.keep();
         let b = temp_beside(&dir.path().join("b.md"), "").unwrap();
         let _ = b.keep().unwrap();
         std::fs::write(dir.path().join("c.md"), b"user").unwrap();
@@ -425,5 +500,34 @@ mod tests {
         assert_eq!(remove_stale(dir.path(), None).unwrap(), 1);
         assert_eq!(listing(dir.path()), ["c.md"]);
         assert_eq!(remove_stale(&dir.path().join("missing"), None).unwrap(), 0);
+    }
+
+    /// Two processes sharing a folder (two training runs filling one cache): one's cleanup
+    /// before its own write must not remove the other's write in progress. flock locks
+    /// conflict between separate opens in one process too, so this runs in one.
+    #[cfg(unix)]
+    #[test]
+    fn a_live_writers_temporaries_survive_another_writers_cleanup() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("entry.pool");
+        write_with(&path, |w| {
+            assert_eq!(remove_stale_for(&path)?, 0, "the write in progress is kept");
+            assert_eq!(remove_stale(dir.path(), None)?, 0);
+            w.write_all(b"whole")
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"whole");
+
+        let target = dir.path().join("song");
+        let staged = stage(&target, &[("vocals.wav", b"v")]);
+        assert_eq!(remove_stale(dir.path(), None).unwrap(), 0, "the staged folder is kept");
+        staged.commit(false).unwrap();
+        assert_eq!(std::fs::read(target.join("vocals.wav")).unwrap(), b"v");
+
+        // A temporary taken for stale between its creation and its writer's lock is replaced.
+        let tmp = builder(0o666).prefix(".x.").suffix(TEMP_MARK).tempfile_in(dir.path()).unwrap();
+        std::fs::remove_file(tmp.path()).unwrap();
+        assert!(!claim(tmp.as_file(), tmp.path()), "its name is gone: make another");
+        assert_eq!(listing(dir.path()), ["entry.pool", "song"]);
     }
 }
