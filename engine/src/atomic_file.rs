@@ -285,7 +285,7 @@ fn exchange(a: &Path, b: &Path) -> io::Result<()> {
 /// Isola's temp mark, or, with `for_name`, only those of that destination name. A temporary
 /// whose writer is alive, in this process or another, is kept: the writer holds a lock on it,
 /// and this takes the lock before it removes one. Returns how many were removed; a missing
-/// `dir` has none.
+/// `dir` has none, and a temporary that vanishes meanwhile (its writer finished) is skipped.
 ///
 /// Errors: the folder cannot be listed, or an entry cannot be removed (naming it).
 pub fn remove_stale(dir: &Path, for_name: Option<&str>) -> io::Result<usize> {
@@ -298,25 +298,31 @@ pub fn remove_stale(dir: &Path, for_name: Option<&str>) -> io::Result<usize> {
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !is_temporary(&name, for_name) {
-            continue;
+        if is_temporary(&name, for_name) && remove_if_stale(&entry.path(), entry.file_type()?.is_dir())? {
+            removed += 1;
         }
-        let path = entry.path();
-        // Held until the entry is gone, so a writer that locks it later knows it was taken.
-        let lock = lock_handle(&path);
-        if let Some(l) = &lock
-            && let Err(std::fs::TryLockError::WouldBlock) = l.try_lock()
-        {
-            continue; // a live writer's
-        }
-        let gone =
-            if entry.file_type()?.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
-        gone.map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot remove the stale temporary {}: {e}", path.display()))
-        })?;
-        removed += 1;
     }
     Ok(removed)
+}
+
+/// Removes the temporary `path` unless a live writer holds its lock. Returns whether this
+/// call removed it: `false` for a live writer's, and for one that is already gone, since
+/// between the listing and here its writer may have renamed it into place or another
+/// process's cleanup removed it.
+fn remove_if_stale(path: &Path, is_dir: bool) -> io::Result<bool> {
+    // Held until the entry is gone, so a writer that locks it later knows it was taken.
+    let lock = lock_handle(path);
+    if let Some(l) = &lock
+        && let Err(std::fs::TryLockError::WouldBlock) = l.try_lock()
+    {
+        return Ok(false); // a live writer's
+    }
+    let gone = if is_dir { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
+    match gone {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io::Error::new(e.kind(), format!("cannot remove the stale temporary {}: {e}", path.display()))),
+    }
 }
 
 /// Removes the temporaries a killed writer of `path` (a file or a staged folder) left beside
@@ -523,6 +529,13 @@ mod tests {
         assert_eq!(remove_stale(dir.path(), None).unwrap(), 0, "the staged folder is kept");
         staged.commit(false).unwrap();
         assert_eq!(std::fs::read(target.join("vocals.wav")).unwrap(), b"v");
+
+        // Listed, then renamed into place by its writer (or removed by another cleanup) before
+        // this cleanup reached it: nothing to do, and no error. Seen with two training runs
+        // sharing a cache: "cannot remove the stale temporary ...: No such file or directory".
+        let vanished = dir.path().join(".y.abc123.isola-tmp");
+        assert!(!remove_if_stale(&vanished, false).unwrap());
+        assert!(!remove_if_stale(&vanished, true).unwrap());
 
         // A temporary taken for stale between its creation and its writer's lock is replaced.
         let tmp = builder(0o666).prefix(".x.").suffix(TEMP_MARK).tempfile_in(dir.path()).unwrap();
