@@ -74,8 +74,14 @@ pub fn decode_streams(path: &Path, limit: Option<usize>) -> Result<Vec<Audio>, A
         .map(|(i, s)| {
             let mut audio = Audio { sample_rate: s.sample_rate, channels: s.channels };
             // A cut-off file can end "cleanly" at a packet boundary; the
-            // header's frame count is what gives it away.
-            if let Some(declared) = s.declared_frames.filter(|&d| (audio.frames() as u64) < d) {
+            // header's frame count is what gives it away. A stream whose
+            // timeline reaches that count is whole even when fewer frames
+            // decode: Ogg files whose granule positions run a sample ahead of
+            // their packets at a few pages (Debian's hedgewars and supertux
+            // music) decode a few frames short of their last granule.
+            if let Some(declared) =
+                s.declared_frames.filter(|&d| (audio.frames() as u64) < d && s.timeline_end < d as i64)
+            {
                 return Err(err(format!(
                     "truncated or corrupt: stream {i} declares {declared} frames but only {} decode",
                     audio.frames()
@@ -106,6 +112,9 @@ struct Stream {
     sample_rate: u32,
     /// Frame count the container declares, when it declares one.
     declared_frames: Option<u64>,
+    /// Where the stream's timeline ends: the latest decoded packet's
+    /// timestamp plus its duration, in frames.
+    timeline_end: i64,
     decoder: Box<dyn AudioDecoder>,
     /// `channels[c]` grows packet by packet; empty until the first packet.
     channels: Vec<Vec<f32>>,
@@ -125,6 +134,7 @@ fn open_streams(format: &dyn FormatReader, limit: Option<usize>) -> Result<Vec<S
             track_id: track.id,
             sample_rate,
             declared_frames: track.num_frames,
+            timeline_end: 0,
             decoder,
             channels: Vec::new(),
         });
@@ -155,6 +165,8 @@ fn read_packets(
             .decoder
             .decode(&packet)
             .map_err(|e| format!("corrupt data in stream {i}, packet {n_packets}: {e}"))?;
+        let end = packet.pts.get().saturating_add(i64::try_from(packet.dur.get()).unwrap_or(i64::MAX));
+        stream.timeline_end = stream.timeline_end.max(end);
         if buf.frames() == 0 {
             continue;
         }
