@@ -55,6 +55,11 @@ pub struct RemixArgs {
     pub rate: u32,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// A file to pass over without changing the draw: drawn like any other, then skipped as
+    /// an unreadable file is (a file name, or the end of a path); repeatable. Makes again a
+    /// set made while that file could not be decoded.
+    #[arg(long, value_name = "FILE")]
+    pub pass_over: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +129,7 @@ pub(super) fn remix(args: &RemixArgs) -> anyhow::Result<()> {
         seconds: args.seconds,
         rate: args.rate,
         seed: args.seed,
+        pass_over: args.pass_over.clone(),
         ..Default::default()
     };
     let loader = AudioLoader::new(Some(args.rate), None);

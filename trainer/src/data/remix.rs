@@ -31,11 +31,15 @@ pub struct RemixOptions {
     pub seed: u64,
     /// Range of the vocals' active level relative to the accompaniment's RMS, in dB.
     pub vocal_ratio_db: (f64, f64),
+    /// Files passed over without changing the draw: a path ending in one of these
+    /// (whole components, e.g. a file name) is drawn like any other file and then skipped,
+    /// as an unreadable one is, so a set made while it was unreadable is made again.
+    pub pass_over: Vec<PathBuf>,
 }
 
 impl Default for RemixOptions {
     fn default() -> Self {
-        Self { count: 24, seconds: 20.0, rate: 44_100, seed: 0, vocal_ratio_db: (-6.0, 2.0) }
+        Self { count: 24, seconds: 20.0, rate: 44_100, seed: 0, vocal_ratio_db: (-6.0, 2.0), pass_over: Vec::new() }
     }
 }
 
@@ -52,8 +56,8 @@ const PEAK_LIMIT: f32 = 0.891; // −1 dBFS
 
 /// Makes `opts.count` remixes of `vocals` (isolated singing files) over `instrumentals`
 /// (vocal-free music files). A file that cannot be decoded (or is silent) is skipped and
-/// returned with its problem; it is an error, naming the files, when a list is empty or
-/// none of its files can be used.
+/// returned with its problem, as is a file in `opts.pass_over`; it is an error, naming the
+/// files, when a list is empty or none of its files can be used.
 pub fn remix(
     vocals: &[PathBuf],
     instrumentals: &[PathBuf],
@@ -77,6 +81,10 @@ pub fn remix(
     let usable = |list: &[PathBuf], i: usize, skipped: &mut Vec<AudioError>| -> Option<Audio> {
         let path = &list[i];
         if skipped.iter().any(|e| e.path == *path) {
+            return None;
+        }
+        if opts.pass_over.iter().any(|p| path.ends_with(p)) {
+            skipped.push(AudioError::new(path, "passed over (--pass-over)"));
             return None;
         }
         load(path).map_err(|e| skipped.push(e)).ok()
@@ -245,5 +253,28 @@ mod tests {
         let e = remix(&[bad], &i, &opts, &loader).unwrap_err().to_string();
         assert!(e.contains("broken.wav") && e.contains("none of the vocal files"), "{e}");
         assert!(remix(&v, &[], &opts, &loader).unwrap_err().to_string().contains("no instrumental files"));
+    }
+
+    #[test]
+    fn a_passed_over_file_draws_as_an_unreadable_one_did() {
+        let d = tempfile::tempdir().unwrap();
+        let (v, mut i) = files(d.path());
+        let loader = AudioLoader::new(Some(16_000), None);
+        let opts = RemixOptions { count: 6, seconds: 3.0, rate: 16_000, ..Default::default() };
+        // The instrumental under the first remix: the one to make unreadable.
+        let first = remix(&v, &i, &opts, &loader).unwrap().0[0].name.clone();
+        let k = (0..i.len()).find(|&k| first.ends_with(&format!("-over-i{k}"))).unwrap();
+        // The set made while it could not be decoded...
+        let good = std::mem::replace(&mut i[k], d.path().join(format!("i{k}-broken.wav")));
+        std::fs::write(&i[k], b"RIFF....").unwrap();
+        let (before, _) = remix(&v, &i, &opts, &loader).unwrap();
+        // ...is made again once it can, by passing it over; not passing it over changes the set.
+        i[k] = good;
+        let pass = RemixOptions { pass_over: vec![PathBuf::from(format!("i{k}.wav"))], ..opts.clone() };
+        let (again, skipped) = remix(&v, &i, &pass, &loader).unwrap();
+        assert_eq!(before, again);
+        let e = skipped.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert!(e.len() == 1 && e[0].contains(&format!("i{k}.wav")) && e[0].contains("passed over"), "{e:?}");
+        assert_ne!(before, remix(&v, &i, &opts, &loader).unwrap().0);
     }
 }
