@@ -30,6 +30,9 @@ pub struct ExportOptions {
     pub notes: Option<String>,
     /// Commit of the code that trained the weights; `None` stores none.
     pub git_commit: Option<String>,
+    /// Export the trained weights themselves, not the moving average that a run with
+    /// `ema_decay > 0` keeps beside them (and exports by default).
+    pub raw: bool,
 }
 
 /// Exports `checkpoint` (a run's `checkpoint.safetensors` or `best.safetensors`) to the
@@ -49,7 +52,7 @@ pub fn export(checkpoint: &Path, out: &Path, options: &ExportOptions) -> anyhow:
 }
 
 /// Builds validated [`Weights`] from a checkpoint's model tensors (stored as f32, shapes
-/// as in the checkpoint), its model/STFT config and [`Provenance`]: `options`' name,
+/// as in the checkpoint; their moving average where the run kept one, unless `options.raw`), its model/STFT config and [`Provenance`]: `options`' name,
 /// notes and commit, the run's data sets (training then validation), its step count,
 /// and the last validation SDR (dB) only when it was measured at the checkpoint's step.
 /// A fine-tuning run's notes end with `fine-tuned from <init>` (explicit notes too).
@@ -57,10 +60,14 @@ pub fn export(checkpoint: &Path, out: &Path, options: &ExportOptions) -> anyhow:
 /// Errors: a tensor that cannot be read from its device, or
 /// [`isola_engine::WeightsError`] when the tensors do not fit the config.
 pub fn weights_from_checkpoint(ck: &Checkpoint, options: &ExportOptions) -> anyhow::Result<Weights> {
+    let averages = if options.raw { HashMap::new() } else { crate::train::ema::from_checkpoint(&ck.optimizer) };
+    // The run validated the average: its SDR is not the raw weights'.
+    let validated = averages.is_empty() == (ck.config.ema_decay == 0.0);
     let tensors = ck
         .model
         .iter()
         .map(|(name, t)| {
+            let t = averages.get(name).unwrap_or(t);
             let data = t.flatten_all()?.to_vec1::<f32>()?;
             Ok((name.clone(), Tensor { shape: t.dims().to_vec(), data }))
         })
@@ -71,19 +78,27 @@ pub fn weights_from_checkpoint(ck: &Checkpoint, options: &ExportOptions) -> anyh
         datasets: c.data.iter().chain(&c.val_data).cloned().collect(),
         steps: state.step,
         // Only an SDR measured on exactly these weights.
-        validation_sdr_db: state.last_val_sdr.filter(|_| state.last_val_step == state.step).map(|s| s as f32),
+        validation_sdr_db: state
+            .last_val_sdr
+            .filter(|_| state.last_val_step == state.step && validated)
+            .map(|s| s as f32),
         git_commit: options.git_commit.clone(),
         notes: {
             let notes = options.notes.clone().unwrap_or_else(|| {
                 format!(
-                    "isola train: seed {}, batch {} x {} s, {}, {} of {} epochs{}",
+                    "isola train: seed {}, batch {} x {} s, {}, {} of {} epochs{}{}",
                     c.seed,
                     c.batch_size,
                     c.chunk_seconds,
                     lr_note(c, state.step as usize),
                     state.epoch,
                     c.epochs,
-                    if state.finished { ", finished" } else { "" }
+                    if state.finished { ", finished" } else { "" },
+                    if averages.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", weights averaged (decay {})", c.ema_decay)
+                    }
                 )
             });
             // A fine-tuned model always says what it was fine-tuned from (`steps` and

@@ -112,19 +112,22 @@ fn training_on_the_low_latency_window_pair_learns_and_runs_at_its_latency() {
     }
 }
 
+/// With a moving average of the weights (`ema_decay`), whose state the checkpoint carries too;
+/// export writes the average, `--raw` the weights themselves.
 #[test]
 fn killed_run_resumes_to_the_uninterrupted_result() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
     dataset(&data);
     let epochs = 3;
+    let config = |out: &Path| TrainConfig { ema_decay: 0.9, ..config(&data, out, epochs) };
     // Reference: the same run, never interrupted.
     let reference = d.path().join("runs/reference");
-    isola_trainer::train::run(config(&data, &reference, epochs), false, RunOptions::quiet()).unwrap().finished();
+    isola_trainer::train::run(config(&reference), false, RunOptions::quiet()).unwrap().finished();
 
     let out = d.path().join("runs/killed");
     let cfg_path = d.path().join("killed.toml");
-    write_config(&config(&data, &out, epochs), &cfg_path);
+    write_config(&config(&out), &cfg_path);
     let bin = env!("CARGO_BIN_EXE_isola");
     let mut child = Command::new(bin).args(["train", "-q", "--config", cfg_path.to_str().unwrap()]).spawn().unwrap();
     // Kill it once a checkpoint in the middle of the second epoch exists.
@@ -169,10 +172,36 @@ fn killed_run_resumes_to_the_uninterrupted_result() {
         checkpoint::load(&ck, &Device::Cpu).unwrap(),
     );
     assert_eq!(b.state.step, 60);
-    for (name, t) in &a.model {
-        let diff = (t - &b.model[name]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let averages = a.optimizer.keys().filter(|k| k.starts_with("ema.")).count();
+    assert_eq!(averages, a.model.len() - 2, "every variable but the input normalisation is averaged");
+    for (name, t, other) in
+        a.model.iter().map(|(n, t)| (n, t, &b.model[n])).chain(a.optimizer.iter().map(|(n, t)| (n, t, &b.optimizer[n])))
+    {
+        let diff = (t - other).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert_eq!(diff, 0.0, "{name} differs from the uninterrupted run by {diff}");
     }
+    // Export writes the average, which the run validated; --raw the last step's weights.
+    let export = |raw: bool| {
+        let file = d.path().join(format!("raw-{raw}.safetensors"));
+        let mut args = vec!["export", ck.to_str().unwrap(), "-o", file.to_str().unwrap()];
+        if raw {
+            args.push("--raw");
+        }
+        let o = isola(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        Weights::load(&file).unwrap()
+    };
+    let (average, raw) = (export(false), export(true));
+    let name = &tensor_names::linear(tensor_names::FC3, tensor_names::WEIGHT);
+    let (w_avg, w_raw) = (&average.tensors()[name].data, &raw.tensors()[name].data);
+    let want = b.optimizer[&format!("ema.{name}")].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(w_avg, &want);
+    assert_eq!(w_raw, &b.model[name].flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    assert_ne!(w_avg, w_raw);
+    let p = (&average.meta.provenance, &raw.meta.provenance);
+    assert_eq!(p.0.validation_sdr_db, b.state.last_val_sdr.map(|s| s as f32));
+    assert!(p.0.validation_sdr_db.is_some() && p.1.validation_sdr_db.is_none(), "{p:?}");
+    assert!(p.0.notes.contains("weights averaged (decay 0.9)") && !p.1.notes.contains("averaged"), "{p:?}");
     let rows = log::read(&out.join("log.csv")).unwrap();
     assert_eq!(rows.iter().map(|r| r.epoch).collect::<Vec<_>>(), vec![1, 2, 3], "one log row per epoch, none twice");
     // The epoch the kill cut in two logs the same figures (all but the speed).

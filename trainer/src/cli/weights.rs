@@ -23,6 +23,10 @@ pub struct ExportArgs {
     /// Free-text notes stored with the weights.
     #[arg(long)]
     pub notes: Option<String>,
+    /// Export the trained weights themselves, not their moving average (a run with
+    /// `ema_decay` above 0 validates and, without --raw, exports the average).
+    #[arg(long)]
+    pub raw: bool,
 }
 
 #[derive(Debug, Args)]
@@ -34,8 +38,12 @@ pub struct InfoArgs {
 }
 
 pub(super) fn export(args: &ExportArgs) -> anyhow::Result<()> {
-    let options =
-        ExportOptions { name: args.name.clone(), notes: args.notes.clone(), git_commit: crate::export::git_commit() };
+    let options = ExportOptions {
+        name: args.name.clone(),
+        notes: args.notes.clone(),
+        git_commit: crate::export::git_commit(),
+        raw: args.raw,
+    };
     // Temporaries of this destination that a killed earlier export left behind.
     let ck = &args.checkpoint;
     let latest = ck.with_file_name("checkpoint.safetensors");

@@ -60,6 +60,9 @@ pub struct TrainConfig {
     pub band_limited_loss: bool,
     /// Global gradient-norm clip.
     pub grad_clip: f64,
+    /// Decay per step of an exponential moving average of the weights (see `ema`): when above
+    /// 0, validation, `best.safetensors` and `isola export` use the average; 0 = off.
+    pub ema_decay: f64,
     /// Stop after this many epochs without a better validation SDR.
     pub patience: usize,
     /// Write a checkpoint every this many steps (and at every epoch end).
@@ -174,6 +177,7 @@ impl Default for TrainConfig {
             sdr_loss_weight: 0.0,
             band_limited_loss: true,
             grad_clip: 5.0,
+            ema_decay: 0.0,
             patience: 10,
             checkpoint_every: 100,
             low_rate_weight: 1.0,
@@ -270,6 +274,7 @@ impl TrainConfig {
             self.sdr_loss_weight.is_finite() && self.sdr_loss_weight >= 0.0,
             "sdr_loss_weight must be a finite number >= 0"
         );
+        anyhow::ensure!((0.0..1.0).contains(&self.ema_decay), "ema_decay must be within [0, 1)");
         super::augment::validate(self)?;
         Ok(())
     }

@@ -13,6 +13,7 @@ mod batch;
 pub mod checkpoint;
 pub mod config;
 mod data;
+pub mod ema;
 mod fused_loss;
 pub mod log;
 pub mod optim;

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use isola_engine::config::tensor_names;
 use isola_engine::model::{MaskNet, weights_from_varmap};
@@ -15,6 +15,7 @@ use super::batch::{batch, loss, normalisation};
 use super::checkpoint::{self, InitWeights, TrainState};
 use super::config::TrainConfig;
 use super::data::RunData;
+use super::ema::Ema;
 use super::optim::AdamW;
 use super::parse_device;
 use super::sampler::{Example, sample, step_rng, validation_examples};
@@ -32,6 +33,8 @@ pub struct Trainer {
     varmap: VarMap,
     net: MaskNet,
     opt: AdamW,
+    /// The weights' moving average, where the run keeps one (`ema_decay > 0`).
+    ema: Option<Ema>,
     /// The model's grid: training features come from the engine's own frame analysis.
     stft: isola_engine::StftConfig,
     data: RunData,
@@ -123,7 +126,7 @@ impl Trainer {
                 TrainState::default()
             }
         };
-        let trainable = varmap
+        let trainable: Vec<(String, Var)> = varmap
             .data()
             .lock()
             .expect("not poisoned")
@@ -131,9 +134,13 @@ impl Trainer {
             .filter(|(n, _)| !NORMALISATION.contains(&n.as_str()))
             .map(|(n, v)| (n.clone(), v.clone()))
             .collect();
+        let mut ema = (cfg.ema_decay > 0.0).then(|| Ema::new(trainable.clone(), cfg.ema_decay)).transpose()?;
         let mut opt = AdamW::new(trainable, cfg.weight_decay)?;
         if let Origin::Checkpoint(ck) = origin {
             opt.load_state(&ck.optimizer, ck.state.step)?;
+            if let Some(ema) = &mut ema {
+                ema.load_state(&ck.optimizer)?;
+            }
         }
         let val_examples = validation_examples(&data.val_tracks, &cfg, cfg.val_chunks);
         let mixture_sdr = nanmedian(
@@ -152,6 +159,7 @@ impl Trainer {
             varmap,
             net,
             opt,
+            ema,
             stft,
             data,
             val_examples,
@@ -177,6 +185,9 @@ impl Trainer {
         let grads = loss.backward()?;
         let backward_s = lap();
         let norm = self.opt.step(&grads, self.cfg.lr_at(self.state.step as usize), self.cfg.grad_clip)?;
+        if let Some(ema) = &mut self.ema {
+            ema.update(self.state.step + 1)?;
+        }
         self.times = StepTimes { sample_s, stft_s, forward_s, backward_s, optimiser_s: lap() };
         self.state.step += 1;
         Ok((loss_value, norm))
@@ -187,20 +198,45 @@ impl Trainer {
         self.times
     }
 
-    /// Mean loss over the fixed validation chunks.
+    /// Mean loss over the fixed validation chunks, of the weights' moving average where the
+    /// run keeps one.
     pub fn val_loss(&self) -> anyhow::Result<f64> {
+        let averaged = match &self.ema {
+            Some(_) => Some(MaskNet::new(
+                &self.cfg.model(),
+                VarBuilder::from_varmap(&self.eval_vars()?, DType::F32, &self.device),
+            )?),
+            None => None,
+        };
+        let net = averaged.as_ref().unwrap_or(&self.net);
         let mut total = 0.0;
         let chunks: Vec<&[Example]> = self.val_examples.chunks(self.cfg.batch_size.max(1)).collect();
         for c in &chunks {
             let batch = batch(c, &self.cfg, &self.stft, &self.device)?;
-            total += f64::from(loss(&self.net, &batch, &self.cfg)?.to_scalar::<f32>()?);
+            total += f64::from(loss(net, &batch, &self.cfg)?.to_scalar::<f32>()?);
         }
         Ok(total / chunks.len() as f64)
     }
 
-    /// Current weights in the engine's format.
+    /// Current weights in the engine's format: the weights' moving average where the run
+    /// keeps one.
     pub fn weights(&self, provenance: Provenance) -> anyhow::Result<Weights> {
-        Ok(weights_from_varmap(&self.varmap, self.cfg.model(), self.cfg.stft, provenance)?)
+        Ok(weights_from_varmap(&self.eval_vars()?, self.cfg.model(), self.cfg.stft, provenance)?)
+    }
+
+    /// The variables validation and export use: the run's own, or a copy with the trained ones
+    /// replaced by their moving average.
+    fn eval_vars(&self) -> anyhow::Result<VarMap> {
+        let Some(ema) = &self.ema else { return Ok(self.varmap.clone()) };
+        let averages = ema.averages();
+        let out = VarMap::new();
+        {
+            let mut vars = out.data().lock().expect("not poisoned");
+            for (name, var) in self.varmap.data().lock().expect("not poisoned").iter() {
+                vars.insert(name.clone(), Var::from_tensor(averages.get(name).unwrap_or(var.as_tensor()))?);
+            }
+        }
+        Ok(out)
     }
 
     /// Median vocals SDR of the validation tracks through the streaming engine.
@@ -230,6 +266,10 @@ impl Trainer {
             .iter()
             .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
             .collect();
-        checkpoint::save(path, &self.cfg, &self.state, &model, &self.opt.state())
+        let mut rest = self.opt.state();
+        if let Some(ema) = &self.ema {
+            rest.extend(ema.state());
+        }
+        checkpoint::save(path, &self.cfg, &self.state, &model, &rest)
     }
 }
