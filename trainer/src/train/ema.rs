@@ -28,7 +28,7 @@ impl Ema {
     pub fn new(mut vars: Vec<(String, Var)>, decay: f64) -> Result<Self> {
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         let vars = vars.into_iter().map(|(n, v)| {
-            let avg = v.as_tensor().copy()?;
+            let avg = v.as_tensor().detach().copy()?;
             Ok((n, v, avg))
         });
         Ok(Self { decay, vars: vars.collect::<Result<_>>()? })
@@ -44,7 +44,9 @@ impl Ema {
     pub fn update(&mut self, t: u64) -> Result<()> {
         let d = self.decay_at(t);
         for (_, var, avg) in &mut self.vars {
-            *avg = ((&*avg * d)? + (var.as_tensor() * (1.0 - d))?)?;
+            // Detached: arithmetic on a variable records its op graph, and each average would
+            // keep every earlier one alive (a run grew by gigabytes per thousand steps).
+            *avg = ((&*avg * d)? + (var.as_tensor().detach() * (1.0 - d))?)?;
         }
         Ok(())
     }
@@ -102,6 +104,8 @@ mod tests {
         let want = [1.0 * d + 3.0 * (1.0 - d), -2.0 * d];
         let got = ema.averages()["x"].to_vec1::<f32>().unwrap();
         assert!(got.iter().zip(want).all(|(g, w)| (f64::from(*g) - w).abs() < 1e-6), "{got:?} vs {want:?}");
+        // Outside the autograd graph, or it would hold every earlier average alive.
+        assert!(!ema.averages()["x"].track_op());
         // The average is a copy: changing the weights does not change it.
         x.set(&Tensor::new(&[9.0f32, 9.0], &Device::Cpu).unwrap()).unwrap();
         assert_eq!(ema.averages()["x"].to_vec1::<f32>().unwrap(), got);
