@@ -57,7 +57,9 @@ const PEAK_LIMIT: f32 = 0.891; // −1 dBFS
 /// Makes `opts.count` remixes of `vocals` (isolated singing files) over `instrumentals`
 /// (vocal-free music files). A file that cannot be decoded (or is silent) is skipped and
 /// returned with its problem, as is a file in `opts.pass_over`; it is an error, naming the
-/// files, when a list is empty or none of its files can be used.
+/// files, when a list is empty or none of its files can be used, and naming the entry when
+/// an `opts.pass_over` entry is the end of no file's path (a typo would otherwise make
+/// another set without a word).
 pub fn remix(
     vocals: &[PathBuf],
     instrumentals: &[PathBuf],
@@ -67,6 +69,9 @@ pub fn remix(
     if vocals.is_empty() || instrumentals.is_empty() {
         let which = if vocals.is_empty() { "vocal" } else { "instrumental" };
         return Err(AudioError::new(PathBuf::new(), format!("no {which} files to remix")));
+    }
+    if let Some(p) = opts.pass_over.iter().find(|p| !vocals.iter().chain(instrumentals).any(|f| f.ends_with(p))) {
+        return Err(AudioError::new(p, "--pass-over names no vocal or instrumental file (give its file name)"));
     }
     let len = (opts.seconds * f64::from(opts.rate)).round() as usize;
     let load = |p: &Path| -> Result<Audio, AudioError> {
@@ -276,5 +281,9 @@ mod tests {
         let e = skipped.iter().map(ToString::to_string).collect::<Vec<_>>();
         assert!(e.len() == 1 && e[0].contains(&format!("i{k}.wav")) && e[0].contains("passed over"), "{e:?}");
         assert_ne!(before, remix(&v, &i, &opts, &loader).unwrap().0);
+        // A name that matches no file is an error naming it, not another set.
+        let typo = RemixOptions { pass_over: vec![PathBuf::from(format!("i{k}.wv"))], ..opts.clone() };
+        let err = remix(&v, &i, &typo, &loader).unwrap_err().to_string();
+        assert!(err.contains(&format!("i{k}.wv")) && err.contains("names no vocal or instrumental file"), "{err}");
     }
 }
