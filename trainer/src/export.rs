@@ -52,8 +52,8 @@ pub fn export(checkpoint: &Path, out: &Path, options: &ExportOptions) -> anyhow:
 }
 
 /// Builds validated [`Weights`] from a checkpoint's model tensors (stored as f32, shapes
-/// as in the checkpoint; their moving average where the run kept one, unless `options.raw`), its model/STFT config and [`Provenance`]: `options`' name,
-/// notes and commit, the run's data sets (training then validation), its step count,
+/// as in the checkpoint; their moving average where the run kept one, unless
+/// `options.raw`), its model/STFT config and [`Provenance`]: `options`' name, notes and commit, the run's data sets (training then validation), its step count,
 /// and the last validation SDR (dB) only when it was measured at the checkpoint's step.
 /// A fine-tuning run's notes end with `fine-tuned from <init>` (explicit notes too).
 ///
@@ -61,8 +61,8 @@ pub fn export(checkpoint: &Path, out: &Path, options: &ExportOptions) -> anyhow:
 /// [`isola_engine::WeightsError`] when the tensors do not fit the config.
 pub fn weights_from_checkpoint(ck: &Checkpoint, options: &ExportOptions) -> anyhow::Result<Weights> {
     let averages = if options.raw { HashMap::new() } else { crate::train::ema::from_checkpoint(&ck.optimizer) };
-    // The run validated the average: its SDR is not the raw weights'.
-    let validated = averages.is_empty() == (ck.config.ema_decay == 0.0);
+    // A run that keeps an average validates the average, never the raw weights.
+    let validated = !(options.raw && ck.config.ema_decay > 0.0);
     let tensors = ck
         .model
         .iter()
